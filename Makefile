@@ -1,0 +1,66 @@
+# ACT stream: the two set-up commands are `make demo` (the main job) and
+# `make test` (the test suite). Both install what they need first.
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help venv install stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo clean
+
+help:
+	@echo "make demo      run the main job (installs, starts the local stack, runs the pipeline)"
+	@echo "make test      install everything and run lint + the whole test suite"
+	@echo "make bench     run the benchmarks (one JSON object per metric)"
+	@echo "make protos    regenerate protobuf/gRPC code from protos/"
+	@echo "make stack-up  start Kafka (KRaft) and PostgreSQL locally; stack-down stops them"
+
+# The virtual environment is rebuilt when pyproject.toml changes. pip's cache
+# (~/.cache/pip) stays warm between runs, so a rebuild downloads nothing new.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv install: $(STAMP)
+
+stack-up: $(STAMP)
+	PYTHON=$(BIN)/python bash deploy/local-stack.sh up
+
+stack-down:
+	bash deploy/local-stack.sh down
+
+stack-status:
+	bash deploy/local-stack.sh status
+
+protos: $(STAMP)
+	PYTHON=$(BIN)/python bash deploy/gen-protos.sh
+
+protos-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_protos.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy services bench
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+
+# The suite starts its own Kafka broker and PostgreSQL (tests/conftest.py);
+# set ACT_TEST_KAFKA_BOOTSTRAP / ACT_TEST_POSTGRES_DSN to use running ones.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+demo: $(STAMP)
+	PYTHON=$(BIN)/python bash deploy/demo.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

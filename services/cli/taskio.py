@@ -1,0 +1,60 @@
+"""Reading and publishing tasks on the compacted ``tasks`` topic."""
+
+from __future__ import annotations
+
+from act.v1 import task_pb2
+from google.protobuf.message import DecodeError
+
+from services.cli.kafkaio import Record, idempotent_producer, read_snapshot
+from services.runtime.config import KafkaSettings
+from services.runtime.logging import get_logger
+from services.runtime.topics import default_catalog
+
+
+def tasks_topic(kafka: KafkaSettings) -> str:
+    return default_catalog().name("tasks", kafka.topic_prefix)
+
+
+def latest_tasks(records: list[Record]) -> tuple[dict[str, task_pb2.Task], int]:
+    """Fold a tasks-topic snapshot into the latest version of each task (pure).
+
+    A tombstone (no value) deletes the task. Returns the tasks by id and the
+    number of undecodable records skipped.
+    """
+    tasks: dict[str, task_pb2.Task] = {}
+    bad = 0
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+        if record.value is None:
+            tasks.pop(key, None)
+            continue
+        try:
+            task = task_pb2.Task.FromString(record.value)
+        except DecodeError:
+            bad += 1
+            continue
+        tasks[task.task_id or key] = task
+    return tasks, bad
+
+
+async def load_tasks(kafka: KafkaSettings) -> dict[str, task_pb2.Task]:
+    """The latest version of every task on the topic (read_committed)."""
+    records = await read_snapshot(kafka, tasks_topic(kafka))
+    tasks, bad = latest_tasks(records)
+    if bad:
+        get_logger().warning("undecodable_task_records", topic=tasks_topic(kafka), count=bad)
+    return tasks
+
+
+async def publish_task(kafka: KafkaSettings, task: task_pb2.Task) -> None:
+    """Publish ``task`` keyed by its id and wait for the broker's ack."""
+    topic = tasks_topic(kafka)
+    producer = idempotent_producer(kafka)
+    try:
+        await producer.start()
+        await producer.send_and_wait(
+            topic, value=task.SerializeToString(), key=task.task_id.encode("utf-8")
+        )
+    finally:
+        await producer.stop()
+    get_logger().info("task_published", task_id=task.task_id, topic=topic)
