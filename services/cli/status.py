@@ -7,6 +7,7 @@ aborted transaction per partition) and aborted records.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from act.v1 import api_pb2
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from aiokafka.protocol.admin import DescribeGroupsRequest
 
 from services.cli.kafkaio import offsets, snapshot_consumer
@@ -251,6 +253,27 @@ async def describe_groups(
         return {}
 
 
+async def _group_offsets(
+    admin: Any, group: str, partitions: list[TopicPartition], attempts: int = 10
+) -> dict[TopicPartition, Any]:
+    """Committed offsets of a group; waits out a coordinator that is still loading.
+
+    On a fresh broker the offsets topic is created on first use, and until it
+    is, every group's coordinator is "not available" (a transient state).
+    """
+    for attempt in range(attempts):
+        try:
+            result: dict[TopicPartition, Any] = await admin.list_consumer_group_offsets(
+                group, partitions=partitions
+            )
+            return result
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def collect_status(
     kafka: KafkaSettings,
     *,
@@ -309,8 +332,8 @@ async def collect_status(
                 )
                 continue
             b, e = topic_offsets[topic_id]
-            fetched = await admin.list_consumer_group_offsets(
-                group, partitions=[TopicPartition(name, p) for p in sorted(e)]
+            fetched = await _group_offsets(
+                admin, group, [TopicPartition(name, p) for p in sorted(e)]
             )
             committed = {
                 tp.partition: meta.offset for tp, meta in fetched.items() if tp.topic == name

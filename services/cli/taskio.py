@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from act.v1 import task_pb2
-from google.protobuf.message import DecodeError
 
 from services.cli.kafkaio import Record, idempotent_producer, read_snapshot
 from services.runtime.config import KafkaSettings
 from services.runtime.logging import get_logger
+from services.runtime.tasks import fold_tasks
 from services.runtime.topics import default_catalog
 
 
@@ -21,20 +21,8 @@ def latest_tasks(records: list[Record]) -> tuple[dict[str, task_pb2.Task], int]:
     A tombstone (no value) deletes the task. Returns the tasks by id and the
     number of undecodable records skipped.
     """
-    tasks: dict[str, task_pb2.Task] = {}
-    bad = 0
-    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
-        key = record.key.decode("utf-8", "replace") if record.key is not None else ""
-        if record.value is None:
-            tasks.pop(key, None)
-            continue
-        try:
-            task = task_pb2.Task.FromString(record.value)
-        except DecodeError:
-            bad += 1
-            continue
-        tasks[task.task_id or key] = task
-    return tasks, bad
+    ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+    return fold_tasks((r.key, r.value) for r in ordered)
 
 
 async def load_tasks(kafka: KafkaSettings) -> dict[str, task_pb2.Task]:

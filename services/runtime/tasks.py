@@ -1,0 +1,156 @@
+"""Task definitions for the services: the latest Task per id.
+
+Tasks are published once (``act task create``) to the compacted ``tasks``
+topic, keyed by task id; every item references its task by id. A service
+keeps a :class:`TaskRegistry` that reads the topic from the beginning and
+stays current, so stages look tasks up in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+import structlog
+from act.v1 import task_pb2
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from google.protobuf.message import DecodeError
+
+from services.runtime.config import KafkaSettings
+from services.runtime.retry import RetryableError
+from services.runtime.topics import default_catalog
+
+log = structlog.get_logger(__name__)
+
+
+class TaskNotFoundError(RetryableError):
+    """No task with this id (yet): retried, then dead-lettered by the runtime."""
+
+
+class TaskSource(Protocol):
+    """Where stages get task definitions from."""
+
+    async def get(self, task_id: str) -> task_pb2.Task:
+        """The task with this id, or :class:`TaskNotFoundError`."""
+        ...
+
+
+def fold_tasks(
+    records: Iterable[tuple[bytes | None, bytes | None]],
+    tasks: dict[str, task_pb2.Task] | None = None,
+) -> tuple[dict[str, task_pb2.Task], int]:
+    """Apply (key, value) records of the tasks topic in order (pure).
+
+    A tombstone (no value) deletes the task. Returns the tasks by id and the
+    number of undecodable records skipped.
+    """
+    tasks = {} if tasks is None else tasks
+    bad = 0
+    for key, value in records:
+        name = key.decode("utf-8", "replace") if key is not None else ""
+        if value is None:
+            tasks.pop(name, None)
+            continue
+        try:
+            task = task_pb2.Task.FromString(value)
+        except DecodeError:
+            bad += 1
+            continue
+        tasks[task.task_id or name] = task
+    return tasks, bad
+
+
+class StaticTaskSource:
+    """A fixed set of tasks (tests, benchmarks, single-task deployments)."""
+
+    def __init__(self, tasks: Iterable[task_pb2.Task] | Mapping[str, task_pb2.Task]) -> None:
+        values: Iterable[task_pb2.Task] = (
+            list(tasks.values()) if isinstance(tasks, Mapping) else list(tasks)
+        )
+        self._tasks: dict[str, task_pb2.Task] = {t.task_id: t for t in values}
+
+    async def get(self, task_id: str) -> task_pb2.Task:
+        """The task with this id, or :class:`TaskNotFoundError`."""
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise TaskNotFoundError(f"unknown task {task_id!r}") from None
+
+
+class TaskRegistry:
+    """Follows the compacted tasks topic; lookups are in memory.
+
+    ``get`` waits up to ``wait_s`` for a task it has not seen, since items can
+    race ahead of their task's definition; after that the caller's retry
+    policy applies.
+    """
+
+    def __init__(self, kafka: KafkaSettings, wait_s: float = 5.0) -> None:
+        self.kafka = kafka
+        self.topic = default_catalog().name("tasks", kafka.topic_prefix)
+        self.wait_s = wait_s
+        self._tasks: dict[str, task_pb2.Task] = {}
+        self._changed = asyncio.Condition()
+        self._caught_up = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Read the topic to its current end, then keep following it."""
+        consumer = AIOKafkaConsumer(
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.kafka.client_kwargs(),
+        )
+        await consumer.start()
+        self._consumer = consumer
+        partitions = sorted(await consumer.partitions_for_topic(self.topic) or ())
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        self._reader = asyncio.create_task(self._follow(consumer, end))
+        await asyncio.wait_for(self._caught_up.wait(), timeout=60)
+
+    async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            records = [(r.key, r.value) for rs in batches.values() for r in rs]
+            if records:
+                _, bad = fold_tasks(records, self._tasks)
+                if bad:
+                    log.warning("undecodable_task_records", count=bad)
+                async with self._changed:
+                    self._changed.notify_all()
+            if not self._caught_up.is_set():
+                positions = {tp: await consumer.position(tp) for tp in end}
+                if all(positions[tp] >= off for tp, off in end.items()):
+                    self._caught_up.set()
+                    log.info("tasks_loaded", tasks=len(self._tasks))
+
+    async def get(self, task_id: str) -> task_pb2.Task:
+        """The task with this id; waits up to ``wait_s`` for it to appear."""
+        task = self._tasks.get(task_id)
+        if task is not None:
+            return task
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: task_id in self._tasks), timeout=self.wait_s
+                )
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"unknown task {task_id!r}")
+        return task
+
+    async def stop(self) -> None:
+        """Stop following the topic."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._consumer is not None:
+            await self._consumer.stop()
