@@ -25,20 +25,21 @@ _sym_db = _symbol_database.Default()
 from act.v1 import common_pb2 as act_dot_v1_dot_common__pb2
 from act.v1 import item_pb2 as act_dot_v1_dot_item__pb2
 from act.v1 import sampling_pb2 as act_dot_v1_dot_sampling__pb2
+from act.v1 import task_pb2 as act_dot_v1_dot_task__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63t/v1/review.proto\x12\x06\x61\x63t.v1\x1a\x13\x61\x63t/v1/common.proto\x1a\x11\x61\x63t/v1/item.proto\x1a\x15\x61\x63t/v1/sampling.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x01\n\rReviewRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x18.act.v1.SamplingDecision\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x02\n\x0bHumanReview\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x13\n\x0breviewer_id\x18\x05 \x01(\t\x12\x10\n\x08lease_id\x18\x06 \x01(\t\x12\x13\n\x0blabel_index\x18\x07 \x01(\x05\x12-\n\tleased_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\"\xe8\x03\n\nFinalLabel\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0blabel_index\x18\x03 \x01(\x05\x12#\n\x06source\x18\x04 \x01(\x0e\x32\x13.act.v1.LabelSource\x12\x15\n\rmachine_label\x18\x05 \x01(\x05\x12\x18\n\x0bhuman_label\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x08\x12\n\n\x02pi\x18\x08 \x01(\x01\x12\x0b\n\x03\x65ps\x18\t \x01(\x01\x12\x13\n\x0breviewer_id\x18\n \x01(\t\x12-\n\tleased_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x18.act.v1.SamplingDecision\x12\x1a\n\x04item\x18\x0e \x01(\x0b\x32\x0c.act.v1.Item\x12\x30\n\x0c\x66inalized_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlabel_name\x18\x10 \x01(\t\x12\x11\n\treview_id\x18\x11 \x01(\tB\x0e\n\x0c_human_labelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61\x63t/v1/review.proto\x12\x06\x61\x63t.v1\x1a\x13\x61\x63t/v1/common.proto\x1a\x11\x61\x63t/v1/item.proto\x1a\x15\x61\x63t/v1/sampling.proto\x1a\x11\x61\x63t/v1/task.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\rReviewRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x18.act.v1.SamplingDecision\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x30\n\x0crequested_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x04task\x18\x05 \x01(\x0b\x32\x0c.act.v1.Task\"\x8c\x02\n\x0bHumanReview\x12\x11\n\treview_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x13\n\x0breviewer_id\x18\x05 \x01(\t\x12\x10\n\x08lease_id\x18\x06 \x01(\t\x12\x13\n\x0blabel_index\x18\x07 \x01(\x05\x12-\n\tleased_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\"\xe8\x03\n\nFinalLabel\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x13\n\x0blabel_index\x18\x03 \x01(\x05\x12#\n\x06source\x18\x04 \x01(\x0e\x32\x13.act.v1.LabelSource\x12\x15\n\rmachine_label\x18\x05 \x01(\x05\x12\x18\n\x0bhuman_label\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x08\x12\n\n\x02pi\x18\x08 \x01(\x01\x12\x0b\n\x03\x65ps\x18\t \x01(\x01\x12\x13\n\x0breviewer_id\x18\n \x01(\t\x12-\n\tleased_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x18.act.v1.SamplingDecision\x12\x1a\n\x04item\x18\x0e \x01(\x0b\x32\x0c.act.v1.Item\x12\x30\n\x0c\x66inalized_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlabel_name\x18\x10 \x01(\t\x12\x11\n\treview_id\x18\x11 \x01(\tB\x0e\n\x0c_human_labelb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'act.v1.review_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWREQUEST']._serialized_start=128
-  _globals['_REVIEWREQUEST']._serialized_end=275
-  _globals['_HUMANREVIEW']._serialized_start=278
-  _globals['_HUMANREVIEW']._serialized_end=546
-  _globals['_FINALLABEL']._serialized_start=549
-  _globals['_FINALLABEL']._serialized_end=1037
+  _globals['_REVIEWREQUEST']._serialized_start=147
+  _globals['_REVIEWREQUEST']._serialized_end=322
+  _globals['_HUMANREVIEW']._serialized_start=325
+  _globals['_HUMANREVIEW']._serialized_end=593
+  _globals['_FINALLABEL']._serialized_start=596
+  _globals['_FINALLABEL']._serialized_end=1084
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from act.v1 import common_pb2 as _common_pb2
 from act.v1 import item_pb2 as _item_pb2
 from act.v1 import sampling_pb2 as _sampling_pb2
+from act.v1 import task_pb2 as _task_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -12,16 +13,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReviewRequest(_message.Message):
-    __slots__ = ("request_id", "decision", "priority", "requested_at")
+    __slots__ = ("request_id", "decision", "priority", "requested_at", "task")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     decision: _sampling_pb2.SamplingDecision
     priority: int
     requested_at: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., decision: _Optional[_Union[_sampling_pb2.SamplingDecision, _Mapping]] = ..., priority: _Optional[int] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    task: _task_pb2.Task
+    def __init__(self, request_id: _Optional[str] = ..., decision: _Optional[_Union[_sampling_pb2.SamplingDecision, _Mapping]] = ..., priority: _Optional[int] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
 
 class HumanReview(_message.Message):
     __slots__ = ("review_id", "request_id", "item_id", "task_id", "reviewer_id", "lease_id", "label_index", "leased_at", "submitted_at", "idempotency_key")

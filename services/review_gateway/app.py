@@ -1,0 +1,238 @@
+"""Assembly of the review gateway: database, gRPC API, Kafka consumer, relay, reaper.
+
+:class:`Gateway` owns every component so that ``__main__``, the tests and the
+benchmark start the same thing; :func:`serve_gateway` adds signal handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import grpc
+import structlog
+from act.v1 import review_pb2
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.review_gateway import metrics
+from services.review_gateway.consumer import ReviewRequestStage, TaskWatcher
+from services.review_gateway.db import open_database
+from services.review_gateway.errors import describe_error
+from services.review_gateway.outbox import OutboxRelay
+from services.review_gateway.repository import ReviewStore
+from services.review_gateway.service import ReviewServicer, registration
+from services.review_gateway.settings import GatewaySettings
+from services.runtime.app import install_signal_handlers
+from services.runtime.config import KafkaSettings
+from services.runtime.grpc_server import GrpcServer, Registration
+from services.runtime.metrics import start_metrics_server
+from services.runtime.runner import RuntimeFatalError, StageRunner
+from services.runtime.topics import TopicCatalog
+
+log = structlog.get_logger(__name__)
+
+
+class GatewayGrpcServer(GrpcServer):
+    """The runtime's GrpcServer (health, optional reflection) with our message limits.
+
+    The runtime's constructor fixes ``grpc.max_receive_message_length`` at
+    8 MiB; the gateway needs a smaller one (oversize calls get
+    RESOURCE_EXHAUSTED before any handler runs), so this constructor
+    repeats the wiring with the gateway's options.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        registrations: Sequence[Registration],
+        reflection_enabled: bool,
+        *,
+        max_receive_bytes: int,
+        max_send_bytes: int,
+        host: str = "[::]",
+    ) -> None:
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", max_receive_bytes),
+                ("grpc.max_send_message_length", max_send_bytes),
+            ],
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.service_names = [name for _, _, name in registrations]
+        for add, servicer, _ in registrations:
+            add(servicer, self.server)
+        if reflection_enabled:
+            names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, self.server)
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
+
+
+class Gateway:
+    """One review-gateway process: every component, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        kafka: KafkaSettings | None = None,
+        catalog: TopicCatalog | None = None,
+        host: str = "[::]",
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.catalog = catalog
+        self.host = host
+        self.store: ReviewStore | None = None
+        self.servicer: ReviewServicer | None = None
+        self.server: GatewayGrpcServer | None = None
+        self.runner: StageRunner[review_pb2.ReviewRequest] | None = None
+        self.relay: OutboxRelay | None = None
+        self.watcher: TaskWatcher | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._failed = asyncio.Event()
+        self._failure = ""
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port (after :meth:`start`)."""
+        assert self.server is not None
+        return int(self.server.port)
+
+    async def start(self, *, consume: bool = True, relay: bool = True, reaper: bool = True) -> None:
+        """Open the database (migrating it), serve gRPC, start the background loops.
+
+        ``consume``/``relay`` need Kafka settings; tests and the benchmark run
+        the API alone.
+        """
+        s = self.settings
+        engine = await open_database(
+            s.resolved_database_url(),
+            schema=s.database_schema,
+            pool_size=s.database_pool_size,
+            run_migrations=s.migrate_on_start,
+        )
+        self.store = store = ReviewStore(
+            engine, schema=s.database_schema, hot_pool_size=s.database_pool_size
+        )
+        self.servicer = ReviewServicer(store, s)
+        self.server = GatewayGrpcServer(
+            s.grpc_port,
+            [registration(self.servicer)],
+            s.reflection_enabled,
+            max_receive_bytes=s.max_request_bytes,
+            max_send_bytes=s.max_response_bytes,
+            host=self.host,
+        )
+        await self.server.start()
+        if reaper:
+            self._spawn("reaper", self._reap())
+        if self.kafka is not None:
+            if relay:
+                self.relay = OutboxRelay(store, self.kafka, s, self.catalog)
+                self._spawn("relay", self.relay.run())
+            if s.tasks_topic_enabled:
+                self.watcher = TaskWatcher(store, self.kafka, self.catalog)
+                self._spawn("tasks", self.watcher.run())
+            if consume:
+                stage = ReviewRequestStage(
+                    store, max_outage_s=s.handler_timeout_s * 0.8, on_fatal=self.fail
+                )
+                self.runner = StageRunner(stage, self.kafka, s, self.catalog)
+                self._spawn("consumer", self.runner.run())
+                started = asyncio.create_task(self.runner.started.wait())
+                await asyncio.wait(
+                    {started, self._tasks["consumer"]}, return_when=asyncio.FIRST_COMPLETED
+                )
+                started.cancel()
+        await self.server.set_serving(True)
+        log.info("gateway_started", port=self.port, database=engine.dialect.name)
+
+    def fail(self, reason: str) -> None:
+        """A component cannot go on: :meth:`wait` returns 1 (the process restarts)."""
+        self._failure = reason
+        self._failed.set()
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks[name] = asyncio.create_task(coro, name=f"gateway-{name}")
+
+    async def _reap(self) -> None:
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.reaper_interval_s)
+            expired = 0
+            try:
+                while True:  # a backlog (e.g. after an outage) drains in batches
+                    batch = await self.store.expire_leases(limit=500)
+                    expired += batch
+                    if batch < 500:
+                        break
+            except Exception as exc:
+                log.warning("reaper_failed", error_type=type(exc).__name__)
+            if expired:
+                metrics.EXPIRED.inc(expired)
+                log.info("leases_expired", count=expired)
+
+    async def wait(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set or a component fails; returns the exit code."""
+        stopper = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(self._failed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {stopper, failed, *self._tasks.values()}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopper.cancel()
+            failed.cancel()
+        if self._failed.is_set():
+            log.error("gateway_failed", reason=self._failure)
+            return 1
+        for task in done:
+            if task is stopper or task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                log.error("component_failed", component=task.get_name(), error=describe_error(exc))
+                return 1
+        return 0
+
+    async def stop(self) -> None:
+        """Graceful stop: refuse new calls, finish running ones, commit, close."""
+        if self.server is not None:
+            await self.server.set_serving(False)
+            await self.server.stop(grace_s=5.0)
+        if self.runner is not None:
+            self.runner.stop()
+        if self.relay is not None:
+            self.relay.stop()
+        for name in ("consumer", "relay"):
+            task = self._tasks.get(name)
+            if task is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait({task}, timeout=self.settings.drain_timeout_s + 10)
+        for task in self._tasks.values():
+            task.cancel()
+        results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for task, result in zip(self._tasks.values(), results, strict=True):
+            if isinstance(result, RuntimeFatalError):
+                log.error("fatal", component=task.get_name(), error=describe_error(result))
+        self._tasks.clear()
+        if self.store is not None:
+            await self.store.close()
+        log.info("gateway_stopped")
+
+
+async def serve_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> int:
+    """Run the whole gateway until SIGTERM/SIGINT; returns the process exit code."""
+    start_metrics_server(settings.metrics_port)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    gateway = Gateway(settings, kafka)
+    try:
+        await gateway.start()
+        code = await gateway.wait(stop)
+    finally:
+        await gateway.stop()
+    return code

@@ -1,0 +1,182 @@
+"""Tables of the review gateway (SQLAlchemy Core).
+
+Times are integer microseconds since the Unix epoch (``*_us``): exact,
+portable between SQLite and PostgreSQL, and compared as plain integers.
+Protobuf payloads are stored as the serialized bytes they arrived as.
+
+The Alembic migrations in ``migrations/versions`` create exactly these tables;
+a test compares the migrated database with this metadata.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: A 64-bit integer primary key that is SQLite's ROWID alias there (autoincrement).
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+# Queue entry states.
+PENDING = "pending"
+LEASED = "leased"
+DONE = "done"
+
+# Lease states.
+ACTIVE = "active"
+SUBMITTED = "submitted"
+RELEASED = "released"
+SKIPPED = "skipped"
+EXPIRED = "expired"
+REVOKED = "revoked"
+
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),  # reviewer | admin
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("disabled_at_us", BigInteger),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String(200), primary_key=True),
+    Column("num_labels", Integer, nullable=False),
+    # act.v1.Task bytes: label names and instructions for the reviewer.
+    Column("task", LargeBinary, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+)
+
+queue = Table(
+    "queue",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("request_id", String(200), nullable=False, unique=True),
+    Column("task_id", String(200), nullable=False),
+    Column("item_id", String(200), nullable=False),
+    # act.v1.ReviewRequest bytes, as consumed.
+    Column("request", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | leased | done
+    Column("priority", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("lease_id", String(64)),
+    Column("lease_deadline_us", BigInteger),
+    Column("enqueued_at_us", BigInteger, nullable=False),
+    Column("updated_at_us", BigInteger, nullable=False),
+    # One human label per item of a task, whatever request ids the sampler used.
+    UniqueConstraint("task_id", "item_id"),
+)
+# Lease order: highest priority first, then oldest (index order = scan order).
+Index("ix_queue_pick", queue.c.state, queue.c.priority.desc(), queue.c.id)
+Index("ix_queue_task_pick", queue.c.task_id, queue.c.state, queue.c.priority.desc(), queue.c.id)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("lease_id", String(64), primary_key=True),
+    Column("queue_id", BigInteger, nullable=False),
+    Column("request_id", String(200), nullable=False),
+    Column("task_id", String(200), nullable=False),
+    Column("reviewer_id", String(64), nullable=False),
+    Column("leased_at_us", BigInteger, nullable=False),
+    Column("deadline_us", BigInteger, nullable=False),
+    # active | submitted | released | skipped | expired | revoked
+    Column("state", String(16), nullable=False),
+    Column("ended_at_us", BigInteger),
+    Index("ix_leases_state_deadline", "state", "deadline_us"),
+    Index("ix_leases_reviewer_state", "reviewer_id", "state"),
+    Index("ix_leases_task_state", "task_id", "state"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("review_id", String(64), primary_key=True),
+    Column("request_id", String(200), nullable=False, unique=True),
+    Column("lease_id", String(64), nullable=False, unique=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("task_id", String(200), nullable=False),
+    Column("item_id", String(200), nullable=False),
+    Column("reviewer_id", String(64), nullable=False),
+    Column("label_index", Integer, nullable=False),
+    Column("leased_at_us", BigInteger, nullable=False),
+    Column("submitted_at_us", BigInteger, nullable=False),
+    Index("ix_reviews_task_label", "task_id", "label_index"),
+    Index("ix_reviews_reviewer_submitted", "reviewer_id", "submitted_at_us"),
+)
+
+skips = Table(
+    "skips",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("request_id", String(200), nullable=False),
+    Column("task_id", String(200), nullable=False),
+    Column("reviewer_id", String(64), nullable=False),
+    Column("lease_id", String(64), nullable=False, unique=True),
+    Column("reason_code", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    Index("ix_skips_request_reviewer", "request_id", "reviewer_id"),
+    Index("ix_skips_task", "task_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("topic", String(100), nullable=False),  # topic id of the topic specification
+    Column("key", String(200), nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    # The relay's Kafka transaction that carries (or last tried to carry) the row.
+    Column("batch", BigInteger),
+    Column("sent_at_us", BigInteger),
+    Index(
+        "ix_outbox_unsent",
+        "id",
+        postgresql_where=text("sent_at_us IS NULL"),
+        sqlite_where=text("sent_at_us IS NULL"),
+    ),
+    Index("ix_outbox_batch", "batch"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),  # reviewer id, "admin", "system"
+    # enqueued | leased | submitted | released | skipped | expired | revoked | extended |
+    # reviewer_created | reviewer_disabled | published
+    Column("action", String(32), nullable=False),
+    Column("request_id", String(200)),
+    Column("lease_id", String(64)),
+    # Ids and numbers only, never item content or tokens.
+    Column("detail", Text, nullable=False, server_default=text("''")),
+    Index("ix_audit_request", "request_id"),
+    Index("ix_audit_at", "at_us"),
+)
