@@ -1,0 +1,55 @@
+"""Every setting the manifests pass to a service is one the service reads.
+
+The ConfigMaps name environment variables; a typo or a renamed setting would
+be ignored silently (the settings classes ignore unknown variables), so each
+``ACT_<SERVICE>_*`` key must be a field of that service's settings class and
+each ``ACT_KAFKA_*`` key a field of ``KafkaSettings``. Services whose settings
+class does not exist yet are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from services.k8sgen import render
+from services.runtime.config import KafkaSettings
+from tests.k8s.conftest import find
+
+SETTINGS = {
+    "annotator": ("services.annotator.service", "AnnotatorSettings", "ACT_ANNOTATOR_"),
+    "criticizer": ("services.criticizer.service", "CriticizerSettings", "ACT_CRITICIZER_"),
+    "sampler": ("services.sampler.service", "SamplerSettings", "ACT_SAMPLER_"),
+    "review-gateway": ("services.review_gateway.settings", "GatewaySettings", "ACT_GATEWAY_"),
+    "trainer": ("services.trainer.service", "TrainerSettings", "ACT_TRAINER_"),
+}
+
+
+def _settings_fields(module: str, cls: str) -> set[str]:
+    try:
+        settings = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        pytest.skip(f"{module}.{cls} does not exist yet")
+    return set(settings.model_fields)
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_config_keys_are_settings_of_the_service(overlays, service):
+    module, cls, prefix = SETTINGS[service]
+    fields = _settings_fields(module, cls)
+    for overlay in render.OVERLAYS:
+        for cm in find(overlays[overlay], "ConfigMap", f"{service}-config"):
+            for key in cm["data"]:
+                if key.startswith(prefix):
+                    field = key.removeprefix(prefix).lower()
+                    assert field in fields, f"{overlay}: {key} is no setting of {cls}"
+
+
+def test_kafka_keys_are_kafka_settings(overlays):
+    fields = set(KafkaSettings.model_fields)
+    for overlay in render.OVERLAYS:
+        for cm in find(overlays[overlay], "ConfigMap"):
+            for key in cm["data"]:
+                if key.startswith("ACT_KAFKA_"):
+                    assert key.removeprefix("ACT_KAFKA_").lower() in fields, (overlay, key)
