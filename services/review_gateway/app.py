@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any
 
-import grpc
 import structlog
 from act.v1 import review_pb2
-from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.review_gateway import metrics
 from services.review_gateway.consumer import ReviewRequestStage, TaskWatcher
@@ -27,48 +24,12 @@ from services.review_gateway.service import ReviewServicer, registration
 from services.review_gateway.settings import GatewaySettings
 from services.runtime.app import install_signal_handlers
 from services.runtime.config import KafkaSettings
-from services.runtime.grpc_server import GrpcServer, Registration
+from services.runtime.grpc_server import GrpcServer
 from services.runtime.metrics import start_metrics_server
 from services.runtime.runner import RuntimeFatalError, StageRunner
 from services.runtime.topics import TopicCatalog
 
 log = structlog.get_logger(__name__)
-
-
-class GatewayGrpcServer(GrpcServer):
-    """The runtime's GrpcServer (health, optional reflection) with our message limits.
-
-    The runtime's constructor fixes ``grpc.max_receive_message_length`` at
-    8 MiB; the gateway needs a smaller one (oversize calls get
-    RESOURCE_EXHAUSTED before any handler runs), so this constructor
-    repeats the wiring with the gateway's options.
-    """
-
-    def __init__(
-        self,
-        port: int,
-        registrations: Sequence[Registration],
-        reflection_enabled: bool,
-        *,
-        max_receive_bytes: int,
-        max_send_bytes: int,
-        host: str = "[::]",
-    ) -> None:
-        self.server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", max_receive_bytes),
-                ("grpc.max_send_message_length", max_send_bytes),
-            ],
-        )
-        self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.service_names = [name for _, _, name in registrations]
-        for add, servicer, _ in registrations:
-            add(servicer, self.server)
-        if reflection_enabled:
-            names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-            reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
 
 
 class Gateway:
@@ -87,7 +48,7 @@ class Gateway:
         self.host = host
         self.store: ReviewStore | None = None
         self.servicer: ReviewServicer | None = None
-        self.server: GatewayGrpcServer | None = None
+        self.server: GrpcServer | None = None
         self.runner: StageRunner[review_pb2.ReviewRequest] | None = None
         self.relay: OutboxRelay | None = None
         self.watcher: TaskWatcher | None = None
@@ -118,7 +79,7 @@ class Gateway:
             engine, schema=s.database_schema, hot_pool_size=s.database_pool_size
         )
         self.servicer = ReviewServicer(store, s)
-        self.server = GatewayGrpcServer(
+        self.server = GrpcServer(
             s.grpc_port,
             [registration(self.servicer)],
             s.reflection_enabled,

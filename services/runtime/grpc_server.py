@@ -25,12 +25,16 @@ class GrpcServer:
         reflection_enabled: bool = False,
         host: str = "[::]",
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        *,
+        max_receive_bytes: int = MAX_MESSAGE_BYTES,
+        max_send_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
+        # Oversize calls are refused with RESOURCE_EXHAUSTED before any handler runs.
         self.server = grpc.aio.server(
             interceptors=list(interceptors),
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", max_receive_bytes),
+                ("grpc.max_send_message_length", max_send_bytes),
             ],
         )
         self.health = health.aio.HealthServicer()
