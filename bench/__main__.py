@@ -1,6 +1,10 @@
 """``make bench``: one JSON object per metric, ``{"metric", "value", "unit"}``.
 
-Starts a Kafka broker of its own (or uses ``ACT_BENCH_KAFKA_BOOTSTRAP``).
+Starts what the suites need (a Kafka broker, PostgreSQL, the SmolLM2 server)
+on free ports, or uses ``ACT_BENCH_KAFKA_BOOTSTRAP`` / ``ACT_BENCH_POSTGRES_DSN``
+/ ``ACT_BENCH_LLM_BASE_URL``. ``python -m bench SUITE ...`` runs a subset.
+A suite that fails prints ``{"metric": "<suite>_error", ...}`` on stderr and
+the run exits non-zero after the other suites.
 """
 
 from __future__ import annotations
@@ -8,17 +12,112 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.runtime import bench_runtime
 from services.runtime.logging import configure_logging
-from tests.support.stack import LocalBroker, free_port
+from tests.support.stack import REPO_ROOT, LocalBroker, LocalPostgres, free_port
 
-Suite = Callable[[str], Awaitable[list[tuple[str, float, str]]]]
-SUITES: dict[str, Suite] = {"runtime": bench_runtime}
+Result = list[tuple[str, float, str]]
+
+
+class BenchEnv:
+    """Infrastructure for the suites, started on first use and stopped at the end."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="act-bench-", dir="/tmp"))
+        self.tmp.chmod(0o755)
+        self._broker: LocalBroker | None = None
+        self._postgres: LocalPostgres | None = None
+        self._llm_dir: Path | None = None
+        self._llm_url: str | None = None
+
+    async def bootstrap(self) -> str:
+        if env := os.environ.get("ACT_BENCH_KAFKA_BOOTSTRAP"):
+            return env
+        if self._broker is None:
+            self._broker = LocalBroker(
+                state_dir=self.tmp / "kafka", port=free_port(), controller_port=free_port()
+            )
+            await asyncio.to_thread(self._broker.start)
+        return self._broker.bootstrap
+
+    async def postgres(self) -> str:
+        if env := os.environ.get("ACT_BENCH_POSTGRES_DSN"):
+            return env
+        if self._postgres is None:
+            state = self.tmp / "pg"
+            state.mkdir(mode=0o755)
+            self._postgres = LocalPostgres(state_dir=state, port=free_port())
+            await asyncio.to_thread(self._postgres.start)
+        return self._postgres.dsn
+
+    async def llm_base_url(self) -> str:
+        if env := os.environ.get("ACT_BENCH_LLM_BASE_URL"):
+            return env
+        if self._llm_url is None:
+            self._llm_dir = self.tmp / "llm"
+            port = free_port()
+            await asyncio.to_thread(self._llm("up", port))
+            self._llm_url = f"http://127.0.0.1:{port}/v1"
+        return self._llm_url
+
+    def _llm(self, command: str, port: int = 0) -> Callable[[], None]:
+        def run() -> None:
+            env = {
+                **os.environ,
+                "ACT_STACK_DIR": str(self._llm_dir),
+                "ACT_LLM_PORT": str(port),
+                "PYTHON": sys.executable,
+            }
+            subprocess.run(
+                ["bash", str(REPO_ROOT / "deploy" / "llm-server.sh"), command],
+                env=env, check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+
+        return run
+
+    async def close(self) -> None:
+        if self._llm_url is not None:
+            await asyncio.to_thread(self._llm("down"))
+        if self._broker is not None:
+            await asyncio.to_thread(self._broker.stop)
+        if self._postgres is not None:
+            await asyncio.to_thread(self._postgres.stop)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def runtime_suite(env: BenchEnv) -> Result:
+    from bench.runtime import bench_runtime
+
+    return await bench_runtime(await env.bootstrap())
+
+
+async def sampler_suite(env: BenchEnv) -> Result:
+    from services.sampler.bench import bench_sampler_items_per_s
+
+    return [
+        ("sampler_items_per_s", await bench_sampler_items_per_s(await env.bootstrap()), "items/s")
+    ]
+
+
+async def gateway_suite(env: BenchEnv) -> Result:
+    from services.review_gateway.bench import bench_gateway_reviews_per_s
+
+    value = await bench_gateway_reviews_per_s(await env.postgres())
+    return [("gateway_reviews_per_s", value, "reviews/s")]
+
+
+SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
+    "runtime": runtime_suite,
+    "sampler": sampler_suite,
+    "gateway": gateway_suite,
+}
 
 
 def emit(metric: str, value: float, unit: str) -> None:
@@ -26,23 +125,28 @@ def emit(metric: str, value: float, unit: str) -> None:
     print(json.dumps({"metric": metric, "value": round(value, 4), "unit": unit}), flush=True)
 
 
-async def main(selected: list[str]) -> None:
+async def main(selected: list[str]) -> int:
     configure_logging("bench", "WARNING")
-    bootstrap = os.environ.get("ACT_BENCH_KAFKA_BOOTSTRAP")
-    broker = None
-    if not bootstrap:
-        state = Path(tempfile.mkdtemp(prefix="act-bench-"))
-        broker = LocalBroker(state_dir=state, port=free_port(), controller_port=free_port())
-        await asyncio.to_thread(broker.start)
-        bootstrap = broker.bootstrap
+    unknown = [s for s in selected if s not in SUITES]
+    if unknown:
+        print(f"unknown suites {unknown}; known: {list(SUITES)}", file=sys.stderr)
+        return 2
+    env = BenchEnv()
+    failed = 0
     try:
         for name in selected or list(SUITES):
-            for metric, value, unit in await SUITES[name](bootstrap):
-                emit(metric, value, unit)
+            try:
+                for metric, value, unit in await SUITES[name](env):
+                    emit(metric, value, unit)
+            except Exception:  # one broken suite must not hide the others' numbers
+                failed += 1
+                traceback.print_exc()
+                print(json.dumps({"metric": f"{name}_error", "value": 1, "unit": "failed"}),
+                      file=sys.stderr, flush=True)  # fmt: skip
     finally:
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
+        await env.close()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1:]))
+    sys.exit(asyncio.run(main(sys.argv[1:])))
