@@ -107,7 +107,11 @@ class TaskRegistry:
         )
         await consumer.start()
         self._consumer = consumer
-        partitions = sorted(await consumer.partitions_for_topic(self.topic) or ())
+        await consumer.topics()  # loads cluster metadata; partitions_for_topic reads it
+        partitions = sorted(consumer.partitions_for_topic(self.topic) or ())
+        if not partitions:
+            await consumer.stop()
+            raise RuntimeError(f"topic {self.topic} does not exist: run `act topics ensure`")
         tps = [TopicPartition(self.topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

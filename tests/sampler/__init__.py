@@ -1,0 +1,1 @@
+"""Tests of the sampler: rules, streaming pacer, stage over Kafka."""
