@@ -113,10 +113,30 @@ async def gateway_suite(env: BenchEnv) -> Result:
     return [("gateway_reviews_per_s", value, "reviews/s")]
 
 
+async def llm_stages_suite(env: BenchEnv) -> Result:
+    from services.annotator.bench import bench_annotator_items_per_s
+    from services.criticizer.bench import bench_criticizer_items_per_s
+
+    bootstrap = await env.bootstrap()
+    return [
+        ("annotator_items_per_s", await bench_annotator_items_per_s(bootstrap), "items/s"),
+        ("criticizer_items_per_s", await bench_criticizer_items_per_s(bootstrap), "items/s"),
+    ]
+
+
+async def smollm2_suite(env: BenchEnv) -> Result:
+    from services.criticizer.bench import bench_smollm2_critic_items_per_s
+
+    value = await bench_smollm2_critic_items_per_s(await env.bootstrap(), await env.llm_base_url())
+    return [("smollm2_critic_items_per_s", value, "items/s")]
+
+
 SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "runtime": runtime_suite,
     "sampler": sampler_suite,
     "gateway": gateway_suite,
+    "llm_stages": llm_stages_suite,
+    "smollm2": smollm2_suite,
 }
 
 

@@ -637,16 +637,24 @@ up)
     else
         postgres_up
     fi
+    if [[ "${ACT_STACK_NO_LLM:-0}" == "1" ]]; then
+        log "ACT_STACK_NO_LLM=1: not starting the local model server"
+    else
+        # SmolLM2 behind llama-cpp-python's OpenAI-compatible server.
+        ACT_STACK_DIR="$STATE_DIR" PYTHON="$PYTHON" bash "$REPO/deploy/llm-server.sh" up
+    fi
     log "state in $STATE_DIR"
     ;;
 down)
     kafka_down
     postgres_down
+    ACT_STACK_DIR="$STATE_DIR" PYTHON="$PYTHON" bash "$REPO/deploy/llm-server.sh" down || true
     ;;
 status)
     log "state in $STATE_DIR"
     kafka_status || true
     postgres_status || true
+    ACT_STACK_DIR="$STATE_DIR" PYTHON="$PYTHON" bash "$REPO/deploy/llm-server.sh" status || true
     ;;
 kafka-up) kafka_up ;;
 kafka-down) kafka_down ;;

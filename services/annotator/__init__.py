@@ -1,0 +1,1 @@
+"""Annotator service: items -> annotations through a model backend (naive or chain-of-thought)."""

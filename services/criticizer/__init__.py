@@ -1,0 +1,1 @@
+"""Criticizer service: annotations -> critiques with the paper's seven strategies."""

@@ -1,0 +1,41 @@
+"""``python -m services.annotator``: run the annotator stage (settings from ``ACT_ANNOTATOR_*``).
+
+Backend: an LLM behind an OpenAI-compatible server (OpenAI, vLLM, llama.cpp)
+or the Anthropic API (``ACT_ANNOTATOR_PROVIDER``, ``_MODEL``, ``_BASE_URL``,
+``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...). Tasks come from the
+compacted tasks topic.
+"""
+
+from __future__ import annotations
+
+from services.annotator.backend import LLMAnnotatorBackend
+from services.annotator.service import STRATEGIES, AnnotatorSettings, AnnotatorStage
+from services.llm.factory import make_client
+from services.runtime.app import run_stage_main
+from services.runtime.config import KafkaSettings
+from services.runtime.tasks import TaskRegistry
+
+
+def build_stage(settings: AnnotatorSettings, kafka: KafkaSettings) -> AnnotatorStage:
+    """The stage these settings describe (the client connects lazily)."""
+    client = make_client(settings)
+    registry = TaskRegistry(kafka)
+    return AnnotatorStage(
+        LLMAnnotatorBackend(client, settings),
+        registry,
+        provider=settings.provider,
+        default_strategy=STRATEGIES[settings.default_strategy],
+        on_start=[registry.start],
+        on_stop=[registry.stop, client.aclose],
+    )
+
+
+def main() -> None:
+    """Build the stage from the environment and run it until SIGTERM."""
+    settings = AnnotatorSettings()
+    kafka = KafkaSettings()
+    run_stage_main(build_stage(settings, kafka), kafka, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""``python -m services.criticizer``: run the criticizer stage (settings from ``ACT_CRITICIZER_*``).
+
+Backend: an LLM behind an OpenAI-compatible server (OpenAI, vLLM, llama.cpp)
+or the Anthropic API (``ACT_CRITICIZER_PROVIDER``, ``_MODEL``, ``_BASE_URL``,
+``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...). White-box strategies need
+an OpenAI-compatible server that returns token logprobs.
+"""
+
+from __future__ import annotations
+
+from services.criticizer.backend import LLMCriticBackend
+from services.criticizer.service import STRATEGIES, CriticizerSettings, CriticizerStage
+from services.llm.factory import make_client
+from services.runtime.app import run_stage_main
+from services.runtime.config import KafkaSettings
+from services.runtime.tasks import TaskRegistry
+
+
+def build_stage(settings: CriticizerSettings, kafka: KafkaSettings) -> CriticizerStage:
+    """The stage these settings describe (the client connects lazily)."""
+    client = make_client(settings)
+    registry = TaskRegistry(kafka)
+    return CriticizerStage(
+        LLMCriticBackend(client, settings),
+        registry,
+        provider=settings.provider,
+        default_strategy=STRATEGIES[settings.default_strategy],
+        on_start=[registry.start],
+        on_stop=[registry.stop, client.aclose],
+    )
+
+
+def main() -> None:
+    """Build the stage from the environment and run it until SIGTERM."""
+    settings = CriticizerSettings()
+    kafka = KafkaSettings()
+    run_stage_main(build_stage(settings, kafka), kafka, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The criticizer stage: annotations -> critiques, over any CriticBackend.
+
+Self- or cross-criticism is configuration: the task's ``critic_model`` names
+the criticizer; ``Critique.self_criticism`` records whether it is the
+annotator's own model (same provider family and model name).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from act.v1 import annotation_pb2, common_pb2, critique_pb2, task_pb2
+from prometheus_client import Counter, Histogram
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from services.llm.prompting import OPENAI_PROVIDERS
+from services.llm.settings import LLMOptions, check_handler_timeout
+from services.models.base import CriticBackend, CritiqueResult
+from services.runtime.config import StageSettings
+from services.runtime.retry import PermanentError
+from services.runtime.stage import Envelope, Identity, Output, Stage
+from services.runtime.tasks import TaskSource
+
+CRITIQUES = Counter("act_critiques_total", "Critiques produced.", ["strategy"])
+EPS = Histogram(
+    "act_critique_eps",
+    "Distribution of eps by strategy.",
+    ["strategy"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+)
+
+CRITIQUE_NS = uuid.UUID("0d7c2a9e-3f7b-4a0c-8b51-52e1c8f0b6d2")
+
+STRATEGIES: dict[str, common_pb2.CritiqueStrategy.ValueType] = {
+    "naive": common_pb2.CRITIQUE_STRATEGY_NAIVE,
+    "cot": common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT,
+    "multiple-choice": common_pb2.CRITIQUE_STRATEGY_MULTIPLE_CHOICE,
+    "devils-advocate": common_pb2.CRITIQUE_STRATEGY_DEVILS_ADVOCATE,
+    "naive-logit": common_pb2.CRITIQUE_STRATEGY_NAIVE_LOGIT,
+    "cot-logit": common_pb2.CRITIQUE_STRATEGY_COT_LOGIT,
+    "cot-perplexity": common_pb2.CRITIQUE_STRATEGY_COT_PERPLEXITY,
+}
+
+StrategyName = Literal[
+    "naive",
+    "cot",
+    "multiple-choice",
+    "devils-advocate",
+    "naive-logit",
+    "cot-logit",
+    "cot-perplexity",
+]
+
+
+class CriticizerSettings(StageSettings, LLMOptions):
+    """Settings of the criticizer service (env prefix ``ACT_CRITICIZER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ACT_CRITICIZER_", extra="ignore")
+
+    backend: Literal["llm"] = Field(
+        "llm", description="Model backend: 'llm' (OpenAI-compatible or Anthropic, see provider)."
+    )
+    default_strategy: StrategyName = Field(
+        "cot", description="Strategy for tasks that leave critique_strategy unspecified."
+    )
+
+    @model_validator(mode="after")
+    def _deadlines_fit(self) -> CriticizerSettings:
+        check_handler_timeout(self.handler_timeout_s, self)
+        return self
+
+
+def critique_id(task_id: str, item_id: str) -> str:
+    """Deterministic id of an item's critique."""
+    return uuid.uuid5(CRITIQUE_NS, f"{task_id}\x00{item_id}").hex
+
+
+def _family(provider: str) -> str:
+    p = provider.strip().lower()
+    return "openai" if p in OPENAI_PROVIDERS else p
+
+
+def same_model(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
+    """Whether two refs name the same model (self-criticism)."""
+    if not a.model.strip() or a.model.strip() != b.model.strip():
+        return False
+    fa, fb = _family(a.provider), _family(b.provider)
+    return not fa or not fb or fa == fb
+
+
+class CriticizerStage(Stage[annotation_pb2.Annotation]):
+    """Annotation -> Critique through a :class:`CriticBackend`."""
+
+    name = "criticizer"
+    input_topic = "annotations"
+    input_type = annotation_pb2.Annotation
+
+    def __init__(
+        self,
+        backend: CriticBackend,
+        tasks: TaskSource,
+        *,
+        provider: str = "",
+        default_strategy: common_pb2.CritiqueStrategy.ValueType = (
+            common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT
+        ),
+        on_start: Sequence[Callable[[], Awaitable[None]]] = (),
+        on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
+        self.backend = backend
+        self.tasks = tasks
+        self.provider = provider
+        self.default_strategy = default_strategy
+        self._on_start = list(on_start)
+        self._on_stop = list(on_stop)
+        self._metric_children: dict[int, tuple[Any, Any]] = {}
+
+    def _metrics(self, strategy: int) -> tuple[Any, Any]:
+        # Resolved once per strategy: labels() is costly per message.
+        children = self._metric_children.get(strategy)
+        if children is None:
+            name = common_pb2.CritiqueStrategy.Name(strategy)
+            children = (CRITIQUES.labels(strategy=name), EPS.labels(strategy=name))
+            self._metric_children[strategy] = children
+        return children
+
+    async def start(self) -> None:
+        """Start what the stage depends on (task registry)."""
+        for hook in self._on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        """Stop the task registry and close model clients."""
+        for hook in self._on_stop:
+            await hook()
+
+    def identify(self, message: annotation_pb2.Annotation) -> Identity:
+        """Task and item of the annotated item."""
+        return Identity(task_id=message.item.task_id, item_id=message.item.item_id)
+
+    async def process(self, envelope: Envelope[annotation_pb2.Annotation]) -> Sequence[Output]:
+        """Criticise one annotation."""
+        annotation = envelope.message
+        item = annotation.item
+        if not item.item_id:
+            raise PermanentError("annotation without item")
+        task = await self.tasks.get(item.task_id)
+        strategy = task.critique_strategy or self.default_strategy
+        blind = annotation_pb2.Annotation()
+        blind.CopyFrom(annotation)
+        blind.item.ClearField("reference_label")  # never shown to a model
+        started = time.perf_counter()
+        result = await self.backend.critique(task, blind, strategy)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        critique = self._critique(task.task_id or item.task_id, annotation, strategy, result, task)
+        if not critique.usage.latency_ms:
+            critique.usage.latency_ms = elapsed_ms
+        produced, eps = self._metrics(strategy)
+        produced.inc()
+        eps.observe(critique.eps)
+        return [Output(topic="critiques", key=item.item_id, value=critique)]
+
+    def _critique(
+        self,
+        task_id: str,
+        annotation: annotation_pb2.Annotation,
+        strategy: common_pb2.CritiqueStrategy.ValueType,
+        result: CritiqueResult,
+        task: task_pb2.Task,
+    ) -> critique_pb2.Critique:
+        if not (math.isfinite(result.eps) and 0.0 <= result.eps <= 1.0):
+            raise PermanentError(
+                f"backend eps {result.eps!r} outside [0, 1]", raw_output=result.raw_output
+            )
+        critic_ref = task.critic_model
+        model = common_pb2.ModelRef(
+            provider=critic_ref.provider or self.provider,
+            model=result.model,
+            base_url=critic_ref.base_url,
+            params=dict(critic_ref.params),
+        )
+        critique = critique_pb2.Critique(
+            critique_id=critique_id(task_id, annotation.item.item_id),
+            eps=result.eps,
+            strategy=strategy,
+            model=model,
+            rationale=result.rationale,
+            raw_output=result.raw_output,
+            prompt_template_sha256=result.prompt_template_sha256,
+            attempts=max(1, result.attempts),
+            self_criticism=same_model(annotation.model, model),
+        )
+        critique.annotation.CopyFrom(annotation)
+        critique.usage.CopyFrom(result.usage.to_proto())
+        if result.multiple_choice_level is not None:
+            if not 1 <= result.multiple_choice_level <= 5:
+                raise PermanentError(
+                    f"multiple-choice level {result.multiple_choice_level} outside 1..5",
+                    raw_output=result.raw_output,
+                )
+            critique.multiple_choice_level = result.multiple_choice_level
+        if result.p_yes is not None and result.p_no is not None:
+            critique.logit.CopyFrom(
+                critique_pb2.LogitDetails(
+                    p_yes=result.p_yes, p_no=result.p_no, answer_token=result.answer_token
+                )
+            )
+        elif result.perplexity is not None:
+            critique.perplexity.CopyFrom(
+                critique_pb2.PerplexityDetails(
+                    perplexity=result.perplexity,
+                    answer_label=1 if result.answer_token.strip().lower() == "yes" else 0,
+                    priority_score=result.priority_score or 0.0,
+                )
+            )
+        critique.created_at.FromDatetime(datetime.now(UTC))
+        return critique

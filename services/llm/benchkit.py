@@ -1,0 +1,144 @@
+"""Shared pieces of the annotator and criticizer throughput benchmarks.
+
+The clock runs from the stage's first record to the moment its consumer
+group's committed offsets cover every input, so it measures model calls,
+produce and transactional commit, not the group join. Inputs are produced
+before the clock starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from google.protobuf.message import Message
+
+from services.runtime.config import KafkaSettings, StageSettings
+from services.runtime.runner import StageRunner
+from services.runtime.stage import Stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spawn_openai_stub(
+    latency_s: float, timeout_s: float = 30.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the OpenAI-API fault server (``tests.llm.fault_server``, 0% faults) as a process.
+
+    Its own process, so its event loop does not compete with the stage's.
+    Returns the process and the ``/v1`` base URL.
+    """
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.llm.fault_server",
+            "--port",
+            "0",
+            "--latency",
+            str(latency_s),
+            "--fault-rate",
+            "0",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode().strip()
+        if line.startswith("READY "):
+            return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("the OpenAI-API stub did not start")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a spawned process and reap it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def produce(kafka: KafkaSettings, topic: str, records: Sequence[tuple[str, Message]]) -> None:
+    """Produce (key, message) records."""
+    producer = AIOKafkaProducer(linger_ms=20, acks="all", **kafka.client_kwargs())
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, m.SerializeToString(), key=k.encode()) for k, m in records
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class FirstRecordClock:
+    """Wraps a stage's ``process`` to note when the first record arrives."""
+
+    def __init__(self, stage: Stage[Any]) -> None:
+        self.first_at: float | None = None
+        inner = stage.process
+
+        async def process(envelope: Any) -> Any:
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+            return await inner(envelope)
+
+        stage.process = process  # type: ignore[method-assign]
+
+
+async def drain(
+    stage: Stage[Any],
+    kafka: KafkaSettings,
+    settings: StageSettings,
+    input_topic: str,
+    partitions: int,
+    n: int,
+    timeout_s: float,
+) -> float:
+    """Run ``stage`` until its group committed ``n`` inputs; returns items per second."""
+    clock = FirstRecordClock(stage)
+    runner = StageRunner(stage, kafka, settings)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    tps = [TopicPartition(input_topic, p) for p in range(partitions)]
+    group = settings.group_id
+    run = asyncio.create_task(runner.run())
+    try:
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            if run.done():
+                run.result()
+                raise RuntimeError("stage stopped early")
+            try:
+                got = await admin.list_consumer_group_offsets(group, partitions=tps)
+            except KafkaError:  # coordinator not ready yet (fresh broker, new group)
+                got = {}
+            if sum(max(0, got[tp].offset) for tp in tps if tp in got) >= n:
+                done_at = time.perf_counter()
+                break
+            if time.perf_counter() > deadline:
+                raise TimeoutError("benchmark did not finish")
+            await asyncio.sleep(0.02)
+        assert clock.first_at is not None
+        return n / (done_at - clock.first_at)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(run, timeout=60)
+        await admin.close()

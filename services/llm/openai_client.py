@@ -1,0 +1,199 @@
+"""Client of any OpenAI-compatible chat-completions server (OpenAI, vLLM, llama.cpp)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import openai
+import pydantic
+from openai import AsyncOpenAI
+
+from services.llm.base import BaseClient, MalformedResponseError, log, retry_after_s
+from services.llm.settings import LLMOptions
+from services.llm.types import (
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    TextPart,
+    TokenLogprob,
+)
+from services.models.base import CallUsage
+from services.runtime.retry import PermanentError, RetryableError
+
+#: Placeholder key for local servers that check none (the SDK insists on one).
+NO_KEY = "sk-no-key-required"
+
+
+def message_payload(message: Message, with_images: bool) -> dict[str, Any]:
+    """A message in the chat-completions shape.
+
+    Text-only messages are sent as one string: chat templates of local
+    servers (llama.cpp) do not all accept a list of content parts.
+    """
+    text = message.plain_text()
+    if text is not None:
+        return {"role": message.role, "content": text}
+    parts: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            if not with_images:
+                raise PermanentError("image part for a client configured without images")
+            parts.append({"type": "image_url", "image_url": {"url": part.data_url()}})
+    return {"role": message.role, "content": parts}
+
+
+class OpenAICompatibleClient(BaseClient):
+    """:class:`~services.llm.types.LLMClient` over the ``openai`` SDK."""
+
+    provider = "openai"
+
+    def __init__(
+        self, options: LLMOptions, *, http_client: httpx2.AsyncClient | None = None
+    ) -> None:
+        super().__init__(options)
+        key = options.api_key.get_secret_value() if options.api_key else None
+        if key is None and options.base_url:
+            key = NO_KEY  # self-hosted: the SDK wants a key even where the server checks none
+        self._client = AsyncOpenAI(
+            api_key=key,
+            base_url=options.base_url or None,
+            # One request per call: the runtime owns retries (see services.llm).
+            max_retries=0,
+            timeout=httpx2.Timeout(options.timeout_s, connect=options.connect_timeout_s),
+            http_client=http_client or _http_client(options),
+        )
+
+    async def _send(self, request: ChatRequest, model: str) -> ChatResponse:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [message_payload(m, self.supports_images) for m in request.messages],
+            "temperature": request.temperature,
+            self.options.max_tokens_param: request.max_tokens,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.top_logprobs > 0 and self.supports_logprobs:
+            # Generated tokens only: never `prompt_logprobs`/`echo` (vLLM then
+            # skips its prefix cache and the shared instructions are recomputed).
+            body["logprobs"] = True
+            body["top_logprobs"] = request.top_logprobs
+        if self.options.structured_output == "gbnf" and request.grammar:
+            body["grammar"] = request.grammar  # llama.cpp server
+        elif self.options.structured_output == "vllm-regex" and request.regex:
+            body["structured_outputs"] = {"regex": request.regex}  # vLLM
+        # The SDK's own client (auth, base URL, timeouts, typed errors), but its
+        # generic `post`: `chat.completions.create` first walks every parameter
+        # through its TypedDict annotations and builds a pydantic model of the
+        # reply, about half of our CPU per request at 256 in flight. The body
+        # is already in wire form, and the reply is read below.
+        data = await self._client.post("/chat/completions", cast_to=object, body=body)
+        return _response(data, model)
+
+    def _classify(self, exc: Exception) -> tuple[str, Exception]:
+        if isinstance(exc, openai.RateLimitError):
+            wait = retry_after_s(exc.response.headers)
+            return "rate_limited", RetryableError("model rate-limited (429)", retry_after_s=wait)
+        if isinstance(exc, openai.APITimeoutError):
+            return "timeout", RetryableError("model request timed out")
+        if isinstance(exc, openai.APIConnectionError):
+            return "connection", RetryableError("cannot reach the model server")
+        if isinstance(exc, openai.APIResponseValidationError):
+            return "malformed", RetryableError("malformed model response")
+        if isinstance(exc, openai.APIStatusError):
+            return _classify_status(exc.status_code, exc.response.headers)
+        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | httpx2.HTTPError):
+            return "malformed", RetryableError(f"malformed model response ({type(exc).__name__})")
+        return "error", RetryableError(f"model call failed ({type(exc).__name__})")
+
+    async def aclose(self) -> None:
+        """Close the SDK client and its connections."""
+        await self._client.close()
+
+
+def _http_client(options: LLMOptions) -> httpx2.AsyncClient:
+    """The SDK's transport, with a keep-alive connection for every concurrency slot.
+
+    ``aiohttp`` (the SDK's optional transport) costs about a third of the CPU
+    per request of httpx's pool, whose connection scan grows with the pool
+    size; at 256 requests in flight that is the difference between keeping a
+    vLLM server full and not.
+    """
+    limits = httpx2.Limits(
+        max_connections=options.concurrency, max_keepalive_connections=options.concurrency
+    )
+    timeout = httpx2.Timeout(options.timeout_s, connect=options.connect_timeout_s)
+    if options.http_transport == "aiohttp":
+        try:
+            import aiohttp  # noqa: F401  (the SDK's aiohttp transport needs it)
+        except ImportError:
+            log.warning("aiohttp_missing_using_httpx")
+        else:
+            return openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+    return httpx2.AsyncClient(limits=limits, timeout=timeout, follow_redirects=True)
+
+
+def _classify_status(status: int, headers: Any) -> tuple[str, Exception]:
+    """HTTP status -> (outcome, error). Only a content rejection is permanent."""
+    if status >= 500:
+        return "server_error", RetryableError(
+            f"model server error ({status})", retry_after_s=retry_after_s(headers)
+        )
+    if status in (400, 413, 422):
+        # The server rejects this request (too long, bad image, content policy):
+        # sending it again cannot help.
+        return "rejected", PermanentError(f"model server rejected the request ({status})")
+    # 401/403/404/408/409 and the rest: configuration or transient; retried,
+    # then dead-lettered with this reason, so a fixed deployment can replay.
+    return "client_error", RetryableError(
+        f"model server answered {status}", retry_after_s=retry_after_s(headers)
+    )
+
+
+def _response(data: Any, model: str) -> ChatResponse:
+    """Read a chat-completion JSON body, or raise MalformedResponseError."""
+    if not isinstance(data, dict):
+        raise MalformedResponseError("body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponseError("no choices")
+    choice = choices[0]
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(text, str):
+        raise MalformedResponseError("no message content")
+    tokens: tuple[TokenLogprob, ...] | None = None
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if content:
+        try:
+            tokens = tuple(
+                TokenLogprob(
+                    token=str(t["token"]),
+                    logprob=float(t["logprob"]),
+                    top=tuple(
+                        (str(a["token"]), float(a["logprob"])) for a in t.get("top_logprobs") or ()
+                    ),
+                )
+                for t in content
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise MalformedResponseError("unreadable logprobs") from None
+    raw_usage = data.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+    return ChatResponse(
+        text=text,
+        model=model,  # as requested: servers may answer with a file path
+        usage=CallUsage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        ),
+        finish_reason=str(choice.get("finish_reason") or ""),
+        tokens=tokens,
+    )

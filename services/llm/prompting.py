@@ -1,0 +1,180 @@
+"""Prompt pieces shared by the annotator and the criticizer.
+
+Layout, for prefix caching: the *system* message holds only what a task
+shares across its items (role, task description, label list, data-block
+rules, output format), so it is byte-identical for every item of a task and a
+vLLM/llama.cpp server serves it from its prefix cache; the *user* message
+holds the item's fenced data block, then the per-item facts (the label under
+review) and a fixed reminder of the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from act.v1 import common_pb2, item_pb2, task_pb2
+
+from services.llm.datablock import DataField
+from services.llm.grammar import OutputSpec
+from services.llm.images import item_image, render_as_text
+from services.llm.types import LLMClient, Message
+from services.models.base import CallUsage
+from services.runtime.retry import PermanentError
+
+#: ModelRef.provider values served by an OpenAI-compatible client.
+OPENAI_PROVIDERS = frozenset(
+    {"openai", "openai-compatible", "vllm", "llama-cpp", "llama.cpp", "llamacpp", "azure-openai"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A built prompt: messages, its template's hash, output format and length cap."""
+
+    messages: tuple[Message, ...]
+    template_sha256: str
+    spec: OutputSpec
+    max_tokens: int
+    reasoning: bool
+
+
+@lru_cache(maxsize=1024)
+def template_hash(*parts: str) -> str:
+    """Hex SHA-256 of a prompt template (its unfilled parts, in order)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def label_list(task: task_pb2.Task) -> str:
+    """``index: name (description)``, one label a line."""
+    lines = []
+    for i, label in enumerate(task.labels):
+        line = f"{i}: {label.name}"
+        if label.description:
+            line += f" ({label.description})"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def require_labels(task: task_pb2.Task) -> int:
+    """Number of labels; PermanentError for a task without any."""
+    if not task.labels:
+        raise PermanentError(f"task {task.task_id!r} has no labels")
+    return len(task.labels)
+
+
+def modality_of(task: task_pb2.Task, item: item_pb2.Item) -> int:
+    """The task's modality, or one inferred from the item when unspecified."""
+    if task.modality != common_pb2.MODALITY_UNSPECIFIED:
+        return int(task.modality)
+    if item.WhichOneof("image") is None:
+        return int(common_pb2.MODALITY_TEXT)
+    return int(common_pb2.MODALITY_VQA if item.question else common_pb2.MODALITY_IMAGE)
+
+
+def item_fields(item: item_pb2.Item, *, images: bool, store_dir: str = "") -> list[DataField]:
+    """The item's content as data-block fields (never ``reference_label``).
+
+    With ``images`` False the image is replaced by a character rendering (see
+    :mod:`services.llm.images`); the item's text, when present, is kept as
+    its caption or context.
+    """
+    fields: list[DataField] = []
+    image = item_image(item, store_dir)
+    if image is not None:
+        if images:
+            fields.append(DataField("image", image=image))
+        else:
+            rendering = render_as_text(image.data) if image.data else None
+            fields.append(
+                DataField(
+                    "image (as characters; brighter pixels are denser characters)",
+                    text=rendering or "(not available to this text-only model)",
+                )
+            )
+        if item.text:
+            fields.append(DataField("caption", text=item.text))
+    elif item.text:
+        fields.append(DataField("text", text=item.text))
+    if item.question:
+        fields.append(DataField("question", text=item.question))
+    if not fields:
+        raise PermanentError("item has no content (no text, image or question)")
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """The model and generation parameters for one call."""
+
+    model: str
+    temperature: float
+    max_tokens: int | None  # None: the prompt's own cap
+    top_logprobs: int
+
+
+def choose_model(
+    ref: common_pb2.ModelRef, client: LLMClient, temperature: float, top_logprobs: int
+) -> ModelChoice:
+    """The task's model on this service's endpoint, with its ``params`` applied.
+
+    The endpoint and key are the service's own: a task can name a model but not
+    send the key elsewhere. A task that names another provider is refused.
+    """
+    provider = ref.provider.strip().lower()
+    family = "openai" if provider in OPENAI_PROVIDERS else provider
+    if provider and family != client.provider:
+        raise PermanentError(
+            f"task wants provider {ref.provider!r} but this service runs {client.provider!r}"
+        )
+    params: Mapping[str, str] = ref.params
+    max_tokens = _param(params, "max_tokens", int, 1, 65_536)
+    temp = _param(params, "temperature", float, 0.0, 2.0)
+    top = _param(params, "top_logprobs", int, 1, 20)
+    return ModelChoice(
+        model=ref.model.strip() or client.default_model,
+        temperature=temperature if temp is None else float(temp),
+        max_tokens=None if max_tokens is None else int(max_tokens),
+        top_logprobs=top_logprobs if top is None else int(top),
+    )
+
+
+def _param(
+    params: Mapping[str, str], name: str, kind: type[int] | type[float], lo: float, hi: float
+) -> int | float | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise PermanentError(f"model param {name}={raw!r} is not a {kind.__name__}") from None
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise PermanentError(f"model param {name}={raw!r} outside [{lo:g}, {hi:g}]")
+    return value
+
+
+def reask_message(reason: str, output_format: str) -> Message:
+    """The follow-up after unparseable output (names the problem, not the output)."""
+    return Message.text(
+        "user",
+        f"Your reply could not be read ({reason}). Reply again with exactly the required "
+        f"format {output_format} and nothing else.",
+    )
+
+
+def add_usage(a: CallUsage, b: CallUsage) -> CallUsage:
+    """Usage of two calls together."""
+    return CallUsage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        cost_usd=a.cost_usd + b.cost_usd,
+        latency_ms=a.latency_ms + b.latency_ms,
+    )
