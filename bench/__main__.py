@@ -131,12 +131,23 @@ async def smollm2_suite(env: BenchEnv) -> Result:
     return [("smollm2_critic_items_per_s", value, "items/s")]
 
 
+async def fewshot_suite(env: BenchEnv) -> Result:
+    from services.fewshot.bench import bench_fewshot
+
+    results: Result = []
+    for dataset, n_eval in (("fashion", 2000), ("spam", 1000)):
+        metrics = await asyncio.to_thread(bench_fewshot, dataset, n_eval)
+        results.extend((name, value, "ratio") for name, value in metrics.items())
+    return results
+
+
 SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "runtime": runtime_suite,
     "sampler": sampler_suite,
     "gateway": gateway_suite,
     "llm_stages": llm_stages_suite,
     "smollm2": smollm2_suite,
+    "fewshot": fewshot_suite,
 }
 
 

