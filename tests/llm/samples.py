@@ -1,9 +1,9 @@
 """Small real items for the model tests: short e-mails and tiny Fashion-MNIST-like images.
 
 Each source returns ``(label names, items)``. The acceptance test takes its
-items from :data:`SOURCES`; to run it on the built-in SpamAssassin and
-Fashion-MNIST data sets instead, point the two entries at loaders of
-``services.datasets`` that return the same shape.
+items from :data:`SOURCES`: real SpamAssassin e-mails and Fashion-MNIST
+images from ``services.datasets`` (``make datasets``). The hand-written
+samples serve the faster unit tests.
 """
 
 from __future__ import annotations
@@ -87,5 +87,54 @@ def fashion_items(task_id: str, n: int, offset: int = 0) -> tuple[list[str], lis
     return FASHION_LABELS, items
 
 
+def spam_assassin_items(
+    task_id: str, n: int, offset: int = 0
+) -> tuple[list[str], list[item_pb2.Item]]:
+    """``n`` real SpamAssassin e-mails (alternating ham and spam), with reference labels."""
+    from services.datasets.spam import SPAM_LABELS as LABELS
+    from services.datasets.spam import load_spam_assassin
+
+    # Short texts keep SmolLM2 on two CPU cores fast; the data is real.
+    records = load_spam_assassin(max_chars=400)
+    by_label = [[r for r in records if r.label == k] for k in range(len(LABELS))]
+    items = []
+    for k in range(n):
+        pool = by_label[(offset + k) % len(by_label)]
+        record = pool[((offset + k) // len(by_label) * 97) % len(pool)]
+        items.append(
+            item_pb2.Item(
+                item_id=f"{task_id}-{record.id}",
+                task_id=task_id,
+                text=record.text,
+                reference_label=record.label,
+                source="spam-assassin",
+            )
+        )
+    return list(LABELS), items
+
+
+def fashion_mnist_items(
+    task_id: str, n: int, offset: int = 0
+) -> tuple[list[str], list[item_pb2.Item]]:
+    """``n`` real Fashion-MNIST test images (PNG), with reference labels."""
+    from services.datasets.fashion import FASHION_LABELS as LABELS
+    from services.datasets.fashion import iter_fashion_mnist
+
+    records = list(iter_fashion_mnist("test", limit=offset + n))[offset:]
+    items = [
+        item_pb2.Item(
+            item_id=f"{task_id}-{r.id}",
+            task_id=task_id,
+            image_bytes=r.png,
+            image_mime_type="image/png",
+            reference_label=r.label,
+            source="fashion-mnist",
+        )
+        for r in records
+    ]
+    return list(LABELS), items
+
+
 Source = Callable[[str, int, int], tuple[list[str], list[item_pb2.Item]]]
-SOURCES: dict[str, Source] = {"text": spam_items, "image": fashion_items}
+#: The acceptance test's items: real records of both built-in data sets.
+SOURCES: dict[str, Source] = {"text": spam_assassin_items, "image": fashion_mnist_items}
