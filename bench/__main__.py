@@ -141,6 +141,23 @@ async def fewshot_suite(env: BenchEnv) -> Result:
     return results
 
 
+async def trainer_suite(env: BenchEnv) -> Result:
+    from services.trainer.bench import bench_act_loss_overhead
+
+    ratio = await asyncio.to_thread(bench_act_loss_overhead)
+    return [("trainer_act_loss_overhead", ratio, "ratio")]
+
+
+async def tables_suite(env: BenchEnv) -> Result:
+    from services.experiments.bench import bench_tables
+
+    metrics = await asyncio.to_thread(bench_tables)
+    return [
+        (name, value, "ratio" if name.endswith("accuracy") or name.endswith("budget") else "points")
+        for name, value in metrics.items()
+    ]
+
+
 SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "runtime": runtime_suite,
     "sampler": sampler_suite,
@@ -148,6 +165,8 @@ SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "llm_stages": llm_stages_suite,
     "smollm2": smollm2_suite,
     "fewshot": fewshot_suite,
+    "trainer": trainer_suite,
+    "tables": tables_suite,
 }
 
 
