@@ -152,10 +152,15 @@ async def tables_suite(env: BenchEnv) -> Result:
     from services.experiments.bench import bench_tables
 
     metrics = await asyncio.to_thread(bench_tables)
-    return [
-        (name, value, "ratio" if name.endswith("accuracy") or name.endswith("budget") else "points")
-        for name, value in metrics.items()
-    ]
+
+    def unit(name: str) -> str:
+        if name.endswith("_seconds"):
+            return "s"
+        if name.endswith(("_budget", "_annotator_accuracy")):
+            return "%"
+        return "points"
+
+    return [(name, value, unit(name)) for name, value in metrics.items()]
 
 
 SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {

@@ -27,9 +27,19 @@ from services.experiments.table import (
     ACT_THRE,
     HUMAN_ONLY,
     MACHINE_ONLY,
-    METHODS_BY_KEY,
     TableResult,
 )
+
+#: Legend names of the methods.
+SHORT_NAMES = {
+    "human_only": "human only (CE)",
+    "machine_only": "machine only (CE)",
+    "act_data_ce": "ACT data, CE",
+    "act_norm": "ACT norm. loss",
+    "act_exp": "ACT exp. loss",
+    "act_thre": "ACT thre. loss",
+    "reviewed_only": "reviewed items only (CE)",
+}
 
 
 def _cell(result: TableResult, key: str) -> str:
@@ -189,7 +199,7 @@ def _mark_budgets(ax: Any, result: TableResult) -> None:
     ax.axvline(ideal, color="black", lw=1)
     ax.axvspan(ideal, rec, color="grey", alpha=0.15, label="+10-point buffer")
     # x in data units, y in axes units: the label stays inside whatever the y range is.
-    ax.text(ideal, 0.02, f" ideal {ideal:.1f}%", fontsize=8, transform=ax.get_xaxis_transform())
+    ax.text(ideal, 0.95, f" ideal {ideal:.1f}%", fontsize=8, transform=ax.get_xaxis_transform())
 
 
 def plot_accuracy(result: TableResult, path: Path) -> None:
@@ -223,7 +233,7 @@ def plot_accuracy(result: TableResult, path: Path) -> None:
             [100 * x for x in xs],
             [sum(series[x]) / len(series[x]) for x in xs],
             marker="o",
-            label=f"downstream: {METHODS_BY_KEY[key].label.split(' - ')[-1]}",
+            label=f"downstream: {SHORT_NAMES.get(key, key)}",
         )
     for key, style in ((HUMAN_ONLY.key, "-"), (MACHINE_ONLY.key, "--")):
         mean = result.mean(key)
@@ -233,7 +243,7 @@ def plot_accuracy(result: TableResult, path: Path) -> None:
                 ls=style,
                 color="black",
                 lw=1,
-                label=f"downstream: {METHODS_BY_KEY[key].label.split(' - ')[0]}",
+                label=f"downstream: {SHORT_NAMES.get(key, key)}",
             )
     _mark_budgets(ax, result)
     ax.set_xlabel("human budget (% of items)")

@@ -47,7 +47,7 @@ from services.experiments.data import DEFAULT_MODELS, ExperimentData, load_exper
 from services.trainer.data import ActDataset, Inputs, LabelledSet
 from services.trainer.features import prepare_inputs
 from services.trainer.fit import TrainConfig, accuracy, new_state, train
-from services.trainer.hpo import PAPER_LAMBDA_GRID, Candidate, grid, grid_search
+from services.trainer.hpo import PAPER_LAMBDA_GRID, Candidate, grid
 from services.trainer.loss import LossKind, Objective
 from services.trainer.models import build_model, model_spec
 from services.trainer.sampling import Rule, SampledReviews, sample_reviews
@@ -290,47 +290,34 @@ def _act_dataset(
 
 
 def _run_job(ctx: _Context, job: _Job) -> tuple[MethodRun, Candidate, float]:
+    """Train one model (a method, budget, seed and one hyper-parameter point) and score it.
+
+    A search is a set of such jobs, one per grid point, run in parallel; the
+    parent keeps the one with the best validation accuracy. Every job seeds
+    torch with the run's seed before building the model, so all grid points
+    of a run start from the same weights (as :func:`~services.trainer.hpo.grid_search`).
+    """
     started = time.perf_counter()
     method = METHODS_BY_KEY[job.method]
-    base = replace(ctx.base, seed=job.seed)
-    if job.search:
-        betas = ctx.config.betas if method.rule is Rule.EXPONENTIAL else ctx.config.betas[:1]
-        best: tuple[float, ActDataset, SampledReviews | None, Any, float] | None = None
-        for beta in betas:
-            data, reviews = _act_dataset(ctx, method, job.budget, job.seed, beta)
-            candidates = grid(method.kind, ctx.learning_rates, ctx.config.lambdas)
-            result = grid_search(
-                ctx.make_model, data, method.kind, ctx.validation, base, candidates
-            )
-            score = -1.0 if math.isnan(result.best_val_accuracy) else result.best_val_accuracy
-            if best is None or score > best[0]:
-                best = (score, data, reviews, result, beta)
-        assert best is not None
-        _, data, reviews, result, beta = best
-        model, cand, val_acc = result.model, result.best, result.best_val_accuracy
-    else:
-        beta = job.beta if job.beta is not None else ctx.config.betas[0]
-        data, reviews = _act_dataset(ctx, method, job.budget, job.seed, beta)
-        cand = job.candidate or Candidate(
-            ctx.learning_rates[0], ctx.config.lambdas[-1] if method.is_act_loss else 1.0
-        )
-        torch.manual_seed(job.seed)
-        config = replace(base, learning_rate=cand.learning_rate)
-        state = train(
-            data,
-            Objective(method.kind, cand.power_lambda),
-            config,
-            new_state(ctx.make_model(), config),
-        )
-        model = state.model
-        val_acc = accuracy(model, ctx.validation, device=config.device)
-    test_acc = accuracy(model, ctx.test, device=ctx.base.device)
+    beta = job.beta if job.beta is not None else ctx.config.betas[0]
+    data, reviews = _act_dataset(ctx, method, job.budget, job.seed, beta)
+    cand = job.candidate or Candidate(
+        ctx.learning_rates[0], ctx.config.lambdas[-1] if method.is_act_loss else 1.0
+    )
+    torch.manual_seed(job.seed)
+    config = replace(ctx.base, seed=job.seed, learning_rate=cand.learning_rate)
+    state = train(
+        data,
+        Objective(method.kind, cand.power_lambda),
+        config,
+        new_state(ctx.make_model(), config),
+    )
     run = MethodRun(
         method=method.key,
         seed=job.seed,
         budget=job.budget,
-        test_accuracy=test_acc,
-        val_accuracy=val_acc,
+        test_accuracy=accuracy(state.model, ctx.test, device=config.device),
+        val_accuracy=accuracy(state.model, ctx.validation, device=config.device),
         learning_rate=cand.learning_rate,
         power_lambda=cand.power_lambda if method.is_act_loss else 1.0,
         beta=beta if method.rule is Rule.EXPONENTIAL else None,
@@ -340,6 +327,29 @@ def _run_job(ctx: _Context, job: _Job) -> tuple[MethodRun, Candidate, float]:
         searched=job.search,
     )
     return run, cand, beta
+
+
+def _search_jobs(ctx: _Context, method: Method, budget: float, seed: int) -> list[_Job]:
+    """One job per grid point: learning rate x lambda (ACT losses) x beta (exponential)."""
+    betas = ctx.config.betas if method.rule is Rule.EXPONENTIAL else ctx.config.betas[:1]
+    return [
+        _Job(method.key, budget, seed, True, cand, beta)
+        for beta in betas
+        for cand in grid(method.kind, ctx.learning_rates, ctx.config.lambdas)
+    ]
+
+
+def _select(
+    results: Sequence[tuple[MethodRun, Candidate, float]],
+) -> tuple[MethodRun, Candidate, float]:
+    """The grid point with the best validation accuracy (ties: the earlier; NaN never wins)."""
+    best = results[0]
+    for item in results[1:]:
+        score = item[0].val_accuracy
+        best_score = best[0].val_accuracy
+        if not math.isnan(score) and (math.isnan(best_score) or score > best_score):
+            best = item
+    return best
 
 
 _WORKER_CTX: _Context | None = None
@@ -465,14 +475,24 @@ def compute_table(
     runs: list[MethodRun] = []
     executor = _Executor(ctx, cfg.workers, cfg.threads)
     try:
-        first = [_Job(m.key, b, 0, searchable(m)) for m in rows] if seeds > 0 else []
-        if cfg.search == "every_seed":
-            first += [_Job(m.key, b, s, searchable(m)) for s in range(1, seeds) for m in rows]
-        for run, cand, beta in executor.map(first):
-            runs.append(run)
-            if run.seed == 0:
-                chosen[run.method] = (cand, beta)
-            _log(progress, _describe(data.name, run))
+        search_seeds = range(seeds) if cfg.search == "every_seed" else range(min(seeds, 1))
+        first: list[_Job] = []
+        for s in search_seeds:
+            for m in rows:
+                first += _search_jobs(ctx, m, b, s) if searchable(m) else [_Job(m.key, b, s, False)]
+        results: list[tuple[MethodRun, Candidate, float]] = []
+        for item in executor.map(first):
+            results.append(item)
+            if item[0].searched:
+                _log(progress, "  trial " + _describe(data.name, item[0]))
+        for s in search_seeds:
+            for m in rows:
+                group = [r for r in results if r[0].method == m.key and r[0].seed == s]
+                run, cand, beta = _select(group)
+                runs.append(run)
+                if s == 0:
+                    chosen[m.key] = (cand, beta)
+                _log(progress, _describe(data.name, run, len(group)))
         later = (
             []
             if cfg.search == "every_seed"
@@ -519,13 +539,14 @@ def compute_table(
     )
 
 
-def _describe(dataset: str, run: MethodRun) -> str:
+def _describe(dataset: str, run: MethodRun, searched: int = 1) -> str:
+    chose = f" (best of {searched})" if searched > 1 else ""
     return (
         f"{dataset} budget {100 * run.budget:5.2f}% seed {run.seed} {run.method:<14}"
         f" test {100 * run.test_accuracy:6.2f}%  val {100 * run.val_accuracy:6.2f}%"
         f"  lr {run.learning_rate:g}  lambda {run.power_lambda:g}"
         f"{f'  beta {run.beta:g}' if run.beta is not None else ''}  reviewed {run.reviewed}"
-        f"  {run.seconds:5.1f}s"
+        f"  {run.seconds:5.1f}s{chose}"
     )
 
 
