@@ -24,7 +24,7 @@ from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import AnnotatorBackend
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope, Output, Stage
+from services.runtime.stage import Envelope, HookedStage, Output
 from services.runtime.tasks import TaskSource
 
 ANNOTATIONS = Counter("act_annotations_total", "Annotations produced.", ["strategy"])
@@ -64,7 +64,7 @@ def annotation_id(task_id: str, item_id: str) -> str:
     return uuid.uuid5(ANNOTATION_NS, f"{task_id}\x00{item_id}").hex
 
 
-class AnnotatorStage(Stage[item_pb2.Item]):
+class AnnotatorStage(HookedStage[item_pb2.Item]):
     """Item -> Annotation through an :class:`AnnotatorBackend`."""
 
     name = "annotator"
@@ -87,8 +87,7 @@ class AnnotatorStage(Stage[item_pb2.Item]):
         self.tasks = tasks
         self.provider = provider
         self.default_strategy = default_strategy
-        self._on_start = list(on_start)
-        self._on_stop = list(on_stop)
+        super().__init__(on_start=on_start, on_stop=on_stop)
         self._metric_children: dict[int, tuple[Any, Any]] = {}
 
     def _counters(self, strategy: int) -> tuple[Any, Any]:
@@ -99,16 +98,6 @@ class AnnotatorStage(Stage[item_pb2.Item]):
             children = (ANNOTATIONS.labels(strategy=name), REASKED.labels(strategy=name))
             self._metric_children[strategy] = children
         return children
-
-    async def start(self) -> None:
-        """Start what the stage depends on (task registry)."""
-        for hook in self._on_start:
-            await hook()
-
-    async def stop(self) -> None:
-        """Stop the task registry and close model clients."""
-        for hook in self._on_stop:
-            await hook()
 
     async def process(self, envelope: Envelope[item_pb2.Item]) -> Sequence[Output]:
         """Annotate one item."""

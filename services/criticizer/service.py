@@ -24,7 +24,7 @@ from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import CriticBackend, CritiqueResult
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope, Identity, Output, Stage
+from services.runtime.stage import Envelope, HookedStage, Identity, Output
 from services.runtime.tasks import TaskSource
 
 CRITIQUES = Counter("act_critiques_total", "Critiques produced.", ["strategy"])
@@ -94,7 +94,7 @@ def same_model(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
     return not fa or not fb or fa == fb
 
 
-class CriticizerStage(Stage[annotation_pb2.Annotation]):
+class CriticizerStage(HookedStage[annotation_pb2.Annotation]):
     """Annotation -> Critique through a :class:`CriticBackend`."""
 
     name = "criticizer"
@@ -117,8 +117,7 @@ class CriticizerStage(Stage[annotation_pb2.Annotation]):
         self.tasks = tasks
         self.provider = provider
         self.default_strategy = default_strategy
-        self._on_start = list(on_start)
-        self._on_stop = list(on_stop)
+        super().__init__(on_start=on_start, on_stop=on_stop)
         self._metric_children: dict[int, tuple[Any, Any]] = {}
 
     def _metrics(self, strategy: int) -> tuple[Any, Any]:
@@ -129,16 +128,6 @@ class CriticizerStage(Stage[annotation_pb2.Annotation]):
             children = (CRITIQUES.labels(strategy=name), EPS.labels(strategy=name))
             self._metric_children[strategy] = children
         return children
-
-    async def start(self) -> None:
-        """Start what the stage depends on (task registry)."""
-        for hook in self._on_start:
-            await hook()
-
-    async def stop(self) -> None:
-        """Stop the task registry and close model clients."""
-        for hook in self._on_stop:
-            await hook()
 
     def identify(self, message: annotation_pb2.Annotation) -> Identity:
         """Task and item of the annotated item."""

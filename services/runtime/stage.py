@@ -10,7 +10,7 @@ processing's outputs are ever committed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
@@ -87,3 +87,28 @@ class Stage(ABC, Generic[M]):
         exception for transient failures (retried with backoff, then
         dead-lettered).
         """
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class HookedStage(Stage[M]):
+    """A stage whose :meth:`start`/:meth:`stop` run hooks given at construction.
+
+    Services build their clients once (a task registry, model clients) and hand
+    the stage the coroutines that open and close them, in order.
+    """
+
+    def __init__(self, *, on_start: Sequence[Hook] = (), on_stop: Sequence[Hook] = ()) -> None:
+        self._on_start = list(on_start)
+        self._on_stop = list(on_stop)
+
+    async def start(self) -> None:
+        """Run the start hooks in order."""
+        for hook in self._on_start:
+            await hook()
+
+    async def stop(self) -> None:
+        """Run the stop hooks in order."""
+        for hook in self._on_stop:
+            await hook()
