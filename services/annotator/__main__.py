@@ -2,7 +2,8 @@
 
 Backend: an LLM behind an OpenAI-compatible server (OpenAI, vLLM, llama.cpp)
 or the Anthropic API (``ACT_ANNOTATOR_PROVIDER``, ``_MODEL``, ``_BASE_URL``,
-``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...). Tasks come from the
+``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...), or the CPU few-shot pair
+(``ACT_ANNOTATOR_BACKEND=local-fewshot``, see :mod:`services.fewshot.routing`). Tasks come from the
 compacted tasks topic.
 """
 
@@ -10,23 +11,30 @@ from __future__ import annotations
 
 from services.annotator.backend import LLMAnnotatorBackend
 from services.annotator.service import STRATEGIES, AnnotatorSettings, AnnotatorStage
-from services.llm.factory import make_client
+from services.fewshot.routing import FewShotAnnotatorRouter
+from services.models.base import AnnotatorBackend
+from services.models.select import Selected, select_backend
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
 from services.runtime.tasks import TaskRegistry
 
 
 def build_stage(settings: AnnotatorSettings, kafka: KafkaSettings) -> AnnotatorStage:
-    """The stage these settings describe (the client connects lazily)."""
-    client = make_client(settings)
+    """The stage these settings describe (clients connect and models fit lazily)."""
+    chosen: Selected[AnnotatorBackend] = select_backend(
+        settings,
+        settings,
+        lambda client: LLMAnnotatorBackend(client, settings),
+        FewShotAnnotatorRouter,
+    )
     registry = TaskRegistry(kafka)
     return AnnotatorStage(
-        LLMAnnotatorBackend(client, settings),
+        chosen.backend,
         registry,
-        provider=settings.provider,
+        provider=chosen.provider,
         default_strategy=STRATEGIES[settings.default_strategy],
         on_start=[registry.start],
-        on_stop=[registry.stop, client.aclose],
+        on_stop=[registry.stop, *chosen.closers],
     )
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import AnnotatorBackend
+from services.models.select import BackendSettings
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Envelope, HookedStage, Output
@@ -41,14 +42,11 @@ STRATEGIES: dict[str, common_pb2.AnnotationStrategy.ValueType] = {
 }
 
 
-class AnnotatorSettings(StageSettings, LLMOptions):
+class AnnotatorSettings(StageSettings, LLMOptions, BackendSettings):
     """Settings of the annotator service (env prefix ``ACT_ANNOTATOR_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ACT_ANNOTATOR_", extra="ignore")
 
-    backend: Literal["llm"] = Field(
-        "llm", description="Model backend: 'llm' (OpenAI-compatible or Anthropic, see provider)."
-    )
     default_strategy: Literal["naive", "cot"] = Field(
         "cot", description="Strategy for tasks that leave annotation_strategy unspecified."
     )

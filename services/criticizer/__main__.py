@@ -2,31 +2,37 @@
 
 Backend: an LLM behind an OpenAI-compatible server (OpenAI, vLLM, llama.cpp)
 or the Anthropic API (``ACT_CRITICIZER_PROVIDER``, ``_MODEL``, ``_BASE_URL``,
-``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...). White-box strategies need
-an OpenAI-compatible server that returns token logprobs.
+``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...), or the CPU few-shot pair
+(``ACT_CRITICIZER_BACKEND=local-fewshot``, see :mod:`services.fewshot.routing`).
+White-box strategies need an OpenAI-compatible server that returns token
+logprobs.
 """
 
 from __future__ import annotations
 
 from services.criticizer.backend import LLMCriticBackend
 from services.criticizer.service import STRATEGIES, CriticizerSettings, CriticizerStage
-from services.llm.factory import make_client
+from services.fewshot.routing import FewShotCriticRouter
+from services.models.base import CriticBackend
+from services.models.select import Selected, select_backend
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
 from services.runtime.tasks import TaskRegistry
 
 
 def build_stage(settings: CriticizerSettings, kafka: KafkaSettings) -> CriticizerStage:
-    """The stage these settings describe (the client connects lazily)."""
-    client = make_client(settings)
+    """The stage these settings describe (clients connect and models fit lazily)."""
+    chosen: Selected[CriticBackend] = select_backend(
+        settings, settings, lambda client: LLMCriticBackend(client, settings), FewShotCriticRouter
+    )
     registry = TaskRegistry(kafka)
     return CriticizerStage(
-        LLMCriticBackend(client, settings),
+        chosen.backend,
         registry,
-        provider=settings.provider,
+        provider=chosen.provider,
         default_strategy=STRATEGIES[settings.default_strategy],
         on_start=[registry.start],
-        on_stop=[registry.stop, client.aclose],
+        on_stop=[registry.stop, *chosen.closers],
     )
 
 

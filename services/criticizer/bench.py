@@ -2,7 +2,8 @@
 
 * ``criticizer_items_per_s``: the criticizer stage over Kafka against the
   OpenAI-API fault server with 0% faults and a fixed 1 s latency (its own
-  process), 256 requests in flight through the OpenAI SDK client, the
+  process), 256 requests in flight through the client the service picks for a
+  self-hosted server (``make_client``: the direct aiohttp client), the
   chain-of-thought strategy. Little's bound: 256 items/s; target >= 230.
 * ``smollm2_critic_items_per_s``: CoT-logit criticism on the real local model
   (SmolLM2-135M-Instruct behind llama-cpp-python's server, grammar-constrained,
@@ -21,7 +22,7 @@ from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 from services.criticizer.backend import LLMCriticBackend
 from services.criticizer.service import CriticizerSettings, CriticizerStage
 from services.llm import benchkit
-from services.llm.openai_client import OpenAICompatibleClient
+from services.llm.factory import make_client
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
 from services.runtime.tasks import StaticTaskSource
@@ -96,7 +97,7 @@ async def _run(
     input_topic = default_catalog().name("annotations", prefix)
     await benchkit.produce(kafka, input_topic, _annotations(task, items))
     settings = _settings(prefix, base_url, task.critic_model.model, **llm)
-    client = OpenAICompatibleClient(settings)
+    client = make_client(settings)
     stage = CriticizerStage(
         LLMCriticBackend(client, settings), StaticTaskSource([task]), provider="openai"
     )
@@ -111,7 +112,7 @@ async def _run(
 async def bench_criticizer_items_per_s(
     bootstrap: str,
     *,
-    items: int = 3072,
+    items: int = 6144,
     in_flight: int = 256,
     latency_s: float = 1.0,
     partitions: int = 12,

@@ -22,6 +22,7 @@ from pydantic_settings import SettingsConfigDict
 from services.llm.prompting import OPENAI_PROVIDERS
 from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import CriticBackend, CritiqueResult
+from services.models.select import BackendSettings
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Envelope, HookedStage, Identity, Output
@@ -58,14 +59,11 @@ StrategyName = Literal[
 ]
 
 
-class CriticizerSettings(StageSettings, LLMOptions):
+class CriticizerSettings(StageSettings, LLMOptions, BackendSettings):
     """Settings of the criticizer service (env prefix ``ACT_CRITICIZER_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ACT_CRITICIZER_", extra="ignore")
 
-    backend: Literal["llm"] = Field(
-        "llm", description="Model backend: 'llm' (OpenAI-compatible or Anthropic, see provider)."
-    )
     default_strategy: StrategyName = Field(
         "cot", description="Strategy for tasks that leave critique_strategy unspecified."
     )

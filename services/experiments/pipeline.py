@@ -83,8 +83,12 @@ def experiment_from_streamed(
     split_seed: int = 0,
     annotator: str = "pipeline annotator",
     critic: str = "pipeline criticizer",
+    seed_size: int = 0,
 ) -> tuple[ExperimentData, MachineAnnotations]:
     """The experiment whose training items are the streamed ones.
+
+    ``annotator``, ``critic`` and ``seed_size`` (human labels the models were
+    fit on) describe the machine side in the report.
 
     Human labels of the streamed items come from the data set by item id
     (``Item.reference_label`` when the id is unknown). Validation and test
@@ -145,6 +149,7 @@ def experiment_from_streamed(
         eps=np.clip(np.array([r.eps for r in rows], dtype=np.float64), 0.0, 1.0),
         annotator=annotator,
         critic=critic,
+        seed_size=seed_size,
     )
     return data, annotations
 
@@ -157,6 +162,9 @@ def experiment_from_store(
     n_val: int = 500,
     n_test: int = 1500,
     split_seed: int = 0,
+    annotator: str = "pipeline annotator",
+    critic: str = "pipeline criticizer",
+    seed_size: int = 0,
 ) -> tuple[ExperimentData, MachineAnnotations]:
     """:func:`experiment_from_streamed` over the trainer's store of ``task_id``."""
     return experiment_from_streamed(
@@ -165,4 +173,7 @@ def experiment_from_store(
         n_val=n_val,
         n_test=n_test,
         split_seed=split_seed,
+        annotator=annotator,
+        critic=critic,
+        seed_size=seed_size,
     )

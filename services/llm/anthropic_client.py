@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import anthropic
 import httpx2
-import pydantic
 from anthropic import AsyncAnthropic
 
-from services.llm.base import BaseClient, MalformedResponseError, retry_after_s
-from services.llm.openai_client import _classify_status
+from services.llm.base import (
+    BaseClient,
+    MalformedResponseError,
+    classify_sdk_error,
+    pooled_httpx_client,
+)
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ChatResponse, ImagePart, Message, TextPart
 from services.models.base import CallUsage
-from services.runtime.retry import PermanentError, RetryableError
+from services.runtime.retry import PermanentError
 
 
 def _parts(message: Message, with_images: bool) -> list[dict[str, Any]]:
@@ -64,14 +66,7 @@ class AnthropicClient(BaseClient):
             base_url=options.base_url or None,
             max_retries=0,  # the runtime owns retries (see services.llm)
             timeout=httpx2.Timeout(options.timeout_s, connect=options.connect_timeout_s),
-            http_client=http_client
-            or httpx2.AsyncClient(
-                limits=httpx2.Limits(
-                    max_connections=options.concurrency,
-                    max_keepalive_connections=options.concurrency,
-                ),
-                timeout=httpx2.Timeout(options.timeout_s, connect=options.connect_timeout_s),
-            ),
+            http_client=http_client or pooled_httpx_client(options),
         )
 
     async def _send(self, request: ChatRequest, model: str) -> ChatResponse:
@@ -116,20 +111,7 @@ class AnthropicClient(BaseClient):
         )
 
     def _classify(self, exc: Exception) -> tuple[str, Exception]:
-        if isinstance(exc, anthropic.RateLimitError):
-            wait = retry_after_s(exc.response.headers)
-            return "rate_limited", RetryableError("model rate-limited (429)", retry_after_s=wait)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return "timeout", RetryableError("model request timed out")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return "connection", RetryableError("cannot reach the model server")
-        if isinstance(exc, anthropic.APIResponseValidationError):
-            return "malformed", RetryableError("malformed model response")
-        if isinstance(exc, anthropic.APIStatusError):
-            return _classify_status(exc.status_code, exc.response.headers)
-        if isinstance(exc, json.JSONDecodeError | pydantic.ValidationError | httpx2.HTTPError):
-            return "malformed", RetryableError(f"malformed model response ({type(exc).__name__})")
-        return "error", RetryableError(f"model call failed ({type(exc).__name__})")
+        return classify_sdk_error(exc, anthropic)
 
     async def aclose(self) -> None:
         """Close the SDK client and its connections."""

@@ -9,12 +9,9 @@ before the clock starts.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -26,8 +23,6 @@ from services.runtime.config import KafkaSettings, StageSettings
 from services.runtime.runner import StageRunner
 from services.runtime.stage import Stage
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def spawn_openai_stub(
     latency_s: float, timeout_s: float = 30.0
@@ -37,32 +32,11 @@ def spawn_openai_stub(
     Its own process, so its event loop does not compete with the stage's.
     Returns the process and the ``/v1`` base URL.
     """
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.llm.fault_server",
-            "--port",
-            "0",
-            "--latency",
-            str(latency_s),
-            "--fault-rate",
-            "0",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode().strip()
-        if line.startswith("READY "):
-            return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("the OpenAI-API stub did not start")
+    # Imported here: ``tests`` is importable only from the repository root (as
+    # ``python -m bench`` runs), and the server needs the dev extras (uvicorn).
+    from tests.llm.fault_server import spawn
+
+    return spawn(latency_s=latency_s, fault_rate=0.0, timeout_s=timeout_s)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -7,11 +7,14 @@ from services.llm.settings import LLMOptions
 
 
 def make_client(options: LLMOptions) -> BaseClient:
-    """An OpenAI-compatible or Anthropic client for these options."""
+    """An Anthropic client, or an OpenAI-compatible one (SDK or direct, see ``openai_client``)."""
     if options.provider == "anthropic":
         from services.llm.anthropic_client import AnthropicClient
 
         return AnthropicClient(options)
-    from services.llm.openai_client import OpenAICompatibleClient
+    from services.llm.openai_client import DirectOpenAIClient, OpenAICompatibleClient
 
-    return OpenAICompatibleClient(options)
+    direct = options.openai_client == "direct" or (
+        options.openai_client == "auto" and bool(options.base_url)
+    )
+    return DirectOpenAIClient(options) if direct else OpenAICompatibleClient(options)

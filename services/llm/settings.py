@@ -39,6 +39,12 @@ class LLMOptions(BaseSettings):
         50.0, gt=0, description="Whole-request deadline, per request (re-asks are new requests)."
     )
     connect_timeout_s: float = Field(5.0, gt=0)
+    openai_client: Literal["auto", "sdk", "direct"] = Field(
+        "auto",
+        description="OpenAI-compatible client: 'sdk' (the openai SDK), 'direct' (chat "
+        "completions over plain aiohttp, a quarter of the SDK's CPU per request, for "
+        "self-hosted servers), 'auto' = direct when base_url is set, else the SDK.",
+    )
     http_transport: Literal["aiohttp", "httpx"] = Field(
         "aiohttp",
         description="HTTP transport of the OpenAI SDK: 'aiohttp' (less CPU per request at high "

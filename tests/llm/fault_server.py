@@ -278,7 +278,11 @@ class OpenAIFaultServer:
 def spawn(
     *, latency_s: float, fault_rate: float = 0.0, timeout_s: float = 20.0
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server as its own process; returns it and its base URL."""
+    """Start the server as its own process; returns it and its ``/v1`` base URL.
+
+    The one place that spawns it: the LLM stage benchmarks call this through
+    ``services.llm.benchkit.spawn_openai_stub``.
+    """
     proc = subprocess.Popen(
         [
             sys.executable,

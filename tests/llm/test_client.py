@@ -7,12 +7,17 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from services.llm.base import retry_after_s
 from services.llm.factory import make_client
-from services.llm.openai_client import OpenAICompatibleClient, message_payload
+from services.llm.openai_client import (
+    DirectOpenAIClient,
+    OpenAICompatibleClient,
+    message_payload,
+)
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ImagePart, Message, TextPart
 from services.runtime.retry import PermanentError, RetryableError
@@ -36,13 +41,20 @@ async def serve(**cfg) -> OpenAIFaultServer:
     return server
 
 
+#: Both OpenAI-compatible clients must behave alike (one body, one parser, one error map).
+CLIENTS = pytest.mark.parametrize(
+    "client_cls", [OpenAICompatibleClient, DirectOpenAIClient], ids=["sdk", "direct"]
+)
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-async def test_answer_usage_logprobs_and_metrics() -> None:
+@CLIENTS
+async def test_answer_usage_logprobs_and_metrics(client_cls) -> None:
     server = await serve(fault_rate=0.0)
-    client = OpenAICompatibleClient(
+    client = client_cls(
         LLMOptions(
             base_url=server.base_url,
             model="m-ok",
@@ -81,11 +93,10 @@ async def test_answer_usage_logprobs_and_metrics() -> None:
         ("truncated_json", "malformed", None),
     ],
 )
-async def test_faults_become_retryable_errors(fault, outcome, retry_after) -> None:
+@CLIENTS
+async def test_faults_become_retryable_errors(client_cls, fault, outcome, retry_after) -> None:
     server = await serve(fault_rate=1.0, faults=(fault,), hang_s=5.0)
-    client = OpenAICompatibleClient(
-        LLMOptions(base_url=server.base_url, model="m-f", timeout_s=0.5)
-    )
+    client = client_cls(LLMOptions(base_url=server.base_url, model="m-f", timeout_s=0.5))
     try:
         before = sample("act_llm_requests_total", provider="openai", model="m-f", outcome=outcome)
         started = time.perf_counter()
@@ -95,16 +106,17 @@ async def test_faults_become_retryable_errors(fault, outcome, retry_after) -> No
         assert info.value.retry_after_s == retry_after
         after = sample("act_llm_requests_total", provider="openai", model="m-f", outcome=outcome)
         assert after == before + 1
-        assert server.stats.requests == 1  # the SDK made no retry of its own
+        assert server.stats.requests == 1  # the client made no retry of its own
     finally:
         await client.aclose()
         await server.stop()
 
 
-async def test_concurrency_is_bounded() -> None:
+@CLIENTS
+async def test_concurrency_is_bounded(client_cls) -> None:
     server = OpenAIFaultServer(FaultConfig(latency_s=0.2, fault_rate=0.0))
     await server.start()
-    client = OpenAICompatibleClient(LLMOptions(base_url=server.base_url, model="m", concurrency=4))
+    client = client_cls(LLMOptions(base_url=server.base_url, model="m", concurrency=4))
     try:
         started = time.perf_counter()
         await asyncio.gather(*(client.chat(request()) for _ in range(8)))
@@ -143,6 +155,61 @@ def test_api_key_is_secret() -> None:
     assert "sk-very-secret" not in options.model_dump_json()
 
 
+def test_factory_picks_the_direct_client_for_self_hosted_servers() -> None:
+    local = LLMOptions(base_url="http://127.0.0.1:1/v1", model="m")
+    assert isinstance(make_client(local), DirectOpenAIClient)
+    assert isinstance(make_client(LLMOptions(model="gpt", api_key=SecretStr("k"))),
+                      OpenAICompatibleClient)  # fmt: skip
+    forced = local.model_copy(update={"openai_client": "sdk"})
+    assert isinstance(make_client(forced), OpenAICompatibleClient)
+    with pytest.raises(ValueError, match="base_url"):
+        DirectOpenAIClient(LLMOptions(model="m", openai_client="direct"))
+
+
+async def _raw_server(handler) -> tuple[web.AppRunner, str]:
+    """A bare aiohttp server answering chat completions with ``handler``."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def test_direct_client_sends_the_key_and_maps_rejections_and_garbage() -> None:
+    seen: list[str] = []
+    replies = iter(
+        [
+            web.json_response({"error": {"message": "too long"}}, status=400),
+            web.Response(body=b"\xff\xfe not json", content_type="application/json"),
+            web.json_response({"choices": []}),
+        ]
+    )
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        body = await request.json()
+        assert body["model"] == "m-raw" and "prompt_logprobs" not in body
+        return next(replies)
+
+    runner, url = await _raw_server(handler)
+    client = DirectOpenAIClient(
+        LLMOptions(base_url=url, model="m-raw", api_key=SecretStr("sk-direct"))
+    )
+    try:
+        with pytest.raises(PermanentError, match="rejected"):
+            await client.chat(request(top_logprobs=3))
+        with pytest.raises(RetryableError, match="malformed"):
+            await client.chat(request())
+        with pytest.raises(RetryableError, match="no choices"):
+            await client.chat(request())
+        assert seen == ["Bearer sk-direct"] * 3
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+
+
 async def test_factory_builds_both_providers() -> None:
     port = free_port()  # nothing listens there
     openai_client = make_client(
@@ -159,9 +226,10 @@ async def test_factory_builds_both_providers() -> None:
     await anthropic_client.aclose()
 
 
-async def test_rate_limit_pauses_new_requests_until_retry_after() -> None:
+@CLIENTS
+async def test_rate_limit_pauses_new_requests_until_retry_after(client_cls) -> None:
     server = await serve(fault_rate=1.0, faults=("rate_limit",), retry_after_s=1)
-    client = OpenAICompatibleClient(LLMOptions(base_url=server.base_url, model="m-rl"))
+    client = client_cls(LLMOptions(base_url=server.base_url, model="m-rl"))
     try:
         with pytest.raises(RetryableError):
             await client.chat(request())

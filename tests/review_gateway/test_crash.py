@@ -14,17 +14,12 @@ is down. Afterwards:
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
 from act.v1 import api_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
 from services.review_gateway.db import create_engine
@@ -37,7 +32,16 @@ from tests.review_gateway.kafka_support import (
     produce_task,
 )
 from tests.review_gateway.support import ADMIN_TOKEN, Client, make_request, make_task
-from tests.support.kafkaio import REPO, Collector, make_topics, unique_prefix
+from tests.support.kafkaio import Collector, make_topics, unique_prefix
+from tests.support.procs import (
+    read_log,
+    reap,
+    sigkill,
+    sigterm,
+    spawn_service,
+    wait_serving,
+    wait_until,
+)
 from tests.support.stack import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -45,43 +49,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 N = 120
 WAVES = 4
 KILLS = 3
-
-
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.review_gateway"],
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def _wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while loop.time() < deadline:
-            assert proc.poll() is None, "gateway exited during start"
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("gateway did not become healthy")
-
-
-async def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+MODULE = "services.review_gateway"
 
 
 async def test_sigkill_gateway_mid_stream(database: Database, kafka_bootstrap: str, tmp_path: Path):
@@ -119,11 +87,11 @@ async def test_sigkill_gateway_mid_stream(database: Database, kafka_bootstrap: s
     log = tmp_path / "gateway.log"
     collector = Collector(kafka, ["labels", "dlq"])
     await collector.start()
-    proc = _spawn(env, log)
+    proc = spawn_service(MODULE, env, log)
     reviewer: ReplayReviewer | None = None
     work: asyncio.Task[object] | None = None
     try:
-        await _wait_serving(port, proc)
+        await wait_serving(port, proc, what="gateway", timeout=60)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             created = await Client(channel, ADMIN_TOKEN).CreateReviewer(
                 api_pb2.CreateReviewerRequest(name="replay")
@@ -145,30 +113,27 @@ async def test_sigkill_gateway_mid_stream(database: Database, kafka_bootstrap: s
         for kill in range(KILLS):
             target = len(requests) * (kill + 1) // (WAVES + 1)
             accepted = reviewer.accepted
-            await _wait(
+            await wait_until(
                 lambda t=target, seen=accepted: len(seen) >= t, 90, f"{target} accepted reviews"
             )
             await asyncio.sleep(rng.uniform(0.0, 0.3))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            sigkill(proc)
             await produce_requests(kafka, waves[kill + 1])  # arrives while the gateway is down
-            proc = _spawn(env, log)
-        await _wait(lambda: len(reviewer.accepted) >= N, 120, "every item reviewed")
+            proc = spawn_service(MODULE, env, log)
+        await wait_until(lambda: len(reviewer.accepted) >= N, 120, "every item reviewed")
         reviewer.stop()
         await asyncio.wait_for(work, 30)
         await collector.wait_for("labels", N, timeout=60)
         await asyncio.sleep(2.0)  # duplicates, if any, would show up here
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, "graceful stop failed"
+        code = sigterm(proc, timeout=60)
+        assert code == 0, "graceful stop failed"
     finally:
         if work is not None and not work.done():
             work.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         await collector.stop()
 
-    logged = log.read_text(errors="replace")
+    logged = read_log(log)
     assert "content of item" not in logged and ADMIN_TOKEN not in logged
     assert reviewer is not None and reviewer.config.token not in logged
     labels = final_labels(collector)

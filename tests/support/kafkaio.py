@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,8 +17,11 @@ from aiokafka.structs import RecordMetadata
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
 from services.runtime.topics import default_catalog
+from tests.support.procs import spawn_service
+from tests.support.stack import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
+"""Root of the repository (same as ``tests.support.stack.REPO_ROOT``)."""
 
 
 def unique_prefix() -> str:
@@ -129,9 +130,7 @@ def spawn_echo_stage(
     kafka: KafkaSettings, group_id: str, log_path: Path, **env: str
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m tests.support.stages`` as its own process."""
-    full_env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
+    stage_env = {
         "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "ACT_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "ACT_ECHO_GROUP_ID": group_id,
@@ -141,11 +140,4 @@ def spawn_echo_stage(
         "ACT_ECHO_HEARTBEAT_INTERVAL_MS": "1000",
         **env,
     }
-    log = log_path.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.stages"],
-        env=full_env,
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    return spawn_service("tests.support.stages", stage_env, log_path)

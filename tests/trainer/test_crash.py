@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -29,10 +25,18 @@ import grpc
 import pytest
 from act.v1 import api_pb2, api_pb2_grpc, training_pb2
 from aiokafka import AIOKafkaProducer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.runtime.config import KafkaSettings
-from tests.support.kafkaio import REPO, Collector, make_topics, topic, unique_prefix
+from tests.support.kafkaio import Collector, make_topics, topic, unique_prefix
+from tests.support.procs import (
+    read_log,
+    reap,
+    sigkill,
+    sigterm,
+    spawn_service,
+    wait_serving,
+    wait_until,
+)
 from tests.support.stack import free_port
 from tests.trainer.support import TASK, make_label
 
@@ -41,17 +45,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 FIRST = 900  # labels before the kill
 LATER = 300  # labels produced while the trainer is down
 EPOCHS = 8
-
-
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.trainer"],
-            env={**os.environ, "PYTHONPATH": str(REPO), **env},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+MODULE = "services.trainer"
 
 
 async def _produce(kafka: KafkaSettings, ids: list[int]) -> None:
@@ -74,23 +68,6 @@ async def _produce(kafka: KafkaSettings, ids: list[int]) -> None:
         await producer.stop()
 
 
-async def _wait_serving(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while loop.time() < deadline:
-            assert proc.poll() is None, "trainer exited during start"
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("trainer did not become healthy")
-
-
 def _stored(db: Path) -> tuple[int, int]:
     """(rows, distinct item ids) in the trainer's store, read from another process."""
     if not db.exists():
@@ -103,15 +80,6 @@ def _stored(db: Path) -> tuple[int, int]:
     finally:
         conn.close()
     return int(rows[0]), int(rows[1])
-
-
-async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_sigkill_mid_fit_resumes_from_checkpoint(kafka_bootstrap: str, tmp_path: Path):
@@ -141,10 +109,12 @@ async def test_sigkill_mid_fit_resumes_from_checkpoint(kafka_bootstrap: str, tmp
     # The first wave, with every 4th label sent twice.
     first_ids = list(range(FIRST)) + list(range(0, FIRST, 4))
     await _produce(kafka, first_ids)
-    proc = _spawn(env, log)
+    proc = spawn_service(MODULE, env, log)
     try:
-        await _wait_serving(port, proc)
-        await _until(lambda: _stored(db)[1] >= FIRST, 120, "the first wave stored")
+        await wait_serving(port, proc, what="trainer", timeout=90)
+        await wait_until(
+            lambda: _stored(db)[1] >= FIRST, 120, "the first wave stored", interval=0.1
+        )
         config = training_pb2.FitConfig(
             model="cnn-28x28",
             epochs=EPOCHS,
@@ -168,12 +138,11 @@ async def test_sigkill_mid_fit_resumes_from_checkpoint(kafka_bootstrap: str, tmp
             assert status.epoch >= 2, status
             assert status.epoch < EPOCHS, "the fit finished before the kill; make it longer"
         killed_at = status.epoch
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        sigkill(proc)
         # Labels arrive while the trainer is down: new ones and duplicates of old ones.
         await _produce(kafka, list(range(FIRST, FIRST + LATER)) + list(range(0, FIRST, 7)))
-        proc = _spawn(env, log)
-        await _wait_serving(port, proc)
+        proc = spawn_service(MODULE, env, log)
+        await wait_serving(port, proc, what="trainer", timeout=90)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = api_pb2_grpc.TrainingServiceStub(channel)
             for _ in range(1800):
@@ -185,18 +154,18 @@ async def test_sigkill_mid_fit_resumes_from_checkpoint(kafka_bootstrap: str, tmp
             again = await stub.StartFit(
                 api_pb2.StartFitRequest(task_id=TASK, config=config, idempotency_key="crash")
             )
-        await _until(lambda: _stored(db)[1] >= FIRST + LATER, 120, "the second wave stored")
+        await wait_until(
+            lambda: _stored(db)[1] >= FIRST + LATER, 120, "the second wave stored", interval=0.1
+        )
         await collector.wait_for("training_events", 1, timeout=30)
         await asyncio.sleep(1.0)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, "graceful stop failed"
+        code = sigterm(proc, timeout=60)
+        assert code == 0, "graceful stop failed"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         await collector.stop()
 
-    assert status.state == training_pb2.FIT_STATE_SUCCEEDED, (status.error, log.read_text()[-3000:])
+    assert status.state == training_pb2.FIT_STATE_SUCCEEDED, (status.error, read_log(log)[-3000:])
     assert again.fit_id == fit.fit_id
     assert status.epoch == EPOCHS
     # The fit trained on its snapshot: the labels of the first wave, not the later ones.
@@ -216,4 +185,4 @@ async def test_sigkill_mid_fit_resumes_from_checkpoint(kafka_bootstrap: str, tmp
     assert all(epochs[e] == 1 for e in range(1, killed_at + 1)), epochs
     history = json.loads((tmp_path / "checkpoints" / fit.fit_id / "metrics.json").read_text())
     assert [h["epoch"] for h in history["history"]] == list(range(1, EPOCHS + 1))
-    assert "fit_resumed" in log.read_text()
+    assert "fit_resumed" in read_log(log)

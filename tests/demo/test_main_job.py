@@ -1,0 +1,63 @@
+"""The main job end to end: five service processes over the real broker and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = ("human_only", "machine_only", "act_data_ce", "act_norm", "act_exp", "act_thre")
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_demo_streams_trains_and_writes_table_3(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ACT_DEMO_DATABASE_URL": postgres_dsn,
+    }
+    items = 400
+    done = subprocess.run(
+        [sys.executable, "-m", "services.demo", "--dataset", "fashion", "--items", str(items),
+         "--seeds", "1", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    # Live progress: one line per change, the trainer's count reaching every item.
+    lines = [line for line in out.splitlines() if re.match(r"\[\s*[\d.]+ s\] items", line)]
+    assert len(lines) >= 2 and f"trainer   {items}" in lines[-1]
+    recommended = float(re.search(r"recommended ([\d.]+)%", out).group(1)) / 100
+    reviewed = int(re.search(r"done in \d+ s: (\d+) human reviews", out).group(1))
+    # The sampler holds the stream to its budget (paced per window).
+    assert abs(reviewed / items - recommended) < 0.08
+    fit = re.search(r"fit fit-\w+: (\d+) labels \((\d+) human\)", out)
+    assert fit is not None and int(fit.group(2)) > 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    results = json.loads((run_dir / "table" / "results.json").read_text())
+    table = (run_dir / "table" / "table.md").read_text()
+    assert "Human-ACT performance gap" in table
+    summary = results["summary"]
+    for method in METHODS:
+        assert 30.0 < summary[f"fashion_acc_{method}_mean"] <= 100.0  # ten classes: chance 10
+    assert results["annotator"].startswith("logreg-pixels@") and results["seed_size"] == 600
+    assert results["n_train"] == items
+    for name in ("aqg_vs_budget.png", "accuracy_vs_budget.png"):
+        assert (run_dir / "table" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logs = run_dir / "logs"
+    assert {p.stem for p in logs.iterdir()} == {
+        "annotator", "criticizer", "sampler", "review-gateway", "trainer",
+    }  # fmt: skip
+    # Item content never reaches a log: no PNG bytes, no base64 of them.
+    for log in logs.iterdir():
+        text = log.read_text(errors="replace")
+        assert "iVBORw0KGgo" not in text and "image_bytes" not in text

@@ -1,0 +1,69 @@
+"""The main job's pure steps: which items stream, the budget guideline, the task."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from act.v1 import common_pb2
+
+from services.demo import run as steps
+from services.evaluation.metrics import recommended_budget
+from services.fewshot.pair import build_pair
+from services.fewshot.pools import builtin_pool
+
+
+@pytest.fixture(scope="module")
+def spam():
+    pool = builtin_pool("spam-assassin")
+    return pool, build_pair(pool, per_class=8, seed=0)
+
+
+def config(**kw) -> steps.DemoConfig:
+    values = dict(dataset=steps.DATASETS["spam"], items=300, out=None, bootstrap="x:1",
+                  database_url="postgresql://x")  # fmt: skip
+    values.update(kw)
+    return steps.DemoConfig(**values)
+
+
+def test_streamed_items_avoid_the_seed_and_the_selection_set(spam) -> None:
+    pool, pair = spam
+    plan = steps.plan_items(pool, 300, 200, pair)
+    seed = set(pair.selection.indices.tolist())
+    assert len(plan.streamed) == 300 and len(plan.selection) == 200
+    assert seed.isdisjoint(plan.streamed.tolist()) and seed.isdisjoint(plan.selection.tolist())
+    assert set(plan.streamed.tolist()).isdisjoint(plan.selection.tolist())
+    again = steps.plan_items(pool, 300, 200, pair)
+    assert np.array_equal(plan.streamed, again.streamed)  # seeded: a rerun streams the same
+    with pytest.raises(ValueError, match="outside the seed"):
+        steps.plan_items(pool, len(pool), 1, pair)
+
+
+def test_budget_guideline_is_error_rate_plus_ten_points(spam) -> None:
+    pool, pair = spam
+    plan = steps.plan_items(pool, 10, 300, pair)
+    task = steps.make_task(config(), pool, budget=0.5)
+    sel = steps.select_budget(pair, task, plan)
+    assert 0.5 < sel.accuracy < 1.0
+    assert sel.ideal_budget == pytest.approx(1.0 - sel.accuracy)
+    assert sel.recommended_budget == pytest.approx(recommended_budget(sel.ideal_budget))
+    assert sel.recommended_budget == pytest.approx(min(1.0, sel.ideal_budget + 0.10))
+    assert sel.critic_abs > 0.5  # better than a random critic's expected 0.5
+
+
+def test_task_names_the_fewshot_models_rule_and_budget(spam) -> None:
+    pool, _ = spam
+    task = steps.make_task(config(rule="threshold"), pool, budget=0.3)
+    assert [label.name for label in task.labels] == list(pool.label_names)
+    assert task.annotator_model.provider == "local-fewshot"
+    assert task.annotator_model.params["dataset"] == "spam-assassin"
+    assert task.sampling.rule == common_pb2.SAMPLING_RULE_THRESHOLD
+    assert task.sampling.mode == common_pb2.SAMPLING_MODE_STREAMING
+    assert task.budget.fraction == pytest.approx(0.3)
+
+
+def test_progress_line_shows_every_stage() -> None:
+    progress = steps.Progress({s: i * 10 for i, s in enumerate(steps.STAGES)}, 2, 7)
+    line = progress.line(100, 3.0)
+    for stage in steps.STAGES:
+        assert stage in line
+    assert "trainer    40" in line and "reviews 7" in line and "dead letters 2" in line
