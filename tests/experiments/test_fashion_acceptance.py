@@ -8,10 +8,12 @@ labels; at a low budget (2%) the normalization rule must collapse below
 machine-only, with reviewed items whose pi is close to 0 (Theorem 5.2's
 q -> 0), while thresholding does not.
 
-Measured at this scale (see the report): ACT exp./thre. beat machine-only by
-about 4 points; they do NOT reliably beat plain cross-entropy on the ACT data
-(thresholding with lambda = 1 *is* that loss, and validation often selects
-lambda = 1), so that part is an expected failure here rather than a tuned pass.
+At 3,000 items ACT exp./thre. beat machine-only by about 4 points, but NOT
+reliably plain cross-entropy on the ACT data (thresholding with lambda = 1 *is*
+that loss, and validation often selects lambda = 1; paired over 10 seeds on
+6,000 items: thre. +0.12 +- 0.07 points, exp. -0.86 +- 0.39). On the whole
+training split, the paper's setting, both beat it on every seed, so that
+comparison runs at full size (about 4 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -71,18 +73,28 @@ def test_act_exp_and_thre_beat_machine_only_at_the_ideal_budget(
         assert ideal.mean(method.key) >= machine + 2.0, (method.key, ideal.summary())
 
 
-@pytest.mark.xfail(
-    reason="not robust at 3k items / 2 seeds: ACT thre. with lambda = 1 equals ACT-data CE, "
-    "and the differences are within seed noise (see the report)",
-    strict=False,
-)
-def test_act_exp_and_thre_beat_act_data_cross_entropy(
-    tables: tuple[TableResult, TableResult],
-) -> None:
-    ideal, _ = tables
-    ce = ideal.mean(ACT_DATA_CE.key)
+@pytest.fixture(scope="module")
+def full_size() -> TableResult:
+    """ACT-data CE vs the ACT losses on the whole training split (57,500 images), 3 seeds."""
+    data = load_experiment_data("fashion", None, n_val=500, n_test=None)
+    annotations = fewshot_provider()(data)
+    config = TableConfig(epochs=4, lambdas=(0.6, 0.8, 1.0), include_reviewed_only=False,
+                         workers=2)  # fmt: skip
+    return compute_table(data, annotations, seeds=3, config=config,
+                         methods=[ACT_DATA_CE, ACT_EXP, ACT_THRE])  # fmt: skip
+
+
+def test_act_exp_and_thre_beat_act_data_cross_entropy_at_full_size(full_size: TableResult) -> None:
+    # Seed by seed (same seed = same ACT data and initialisation for every method),
+    # as the paper compares them; at 3,000 items the differences drown in seed noise,
+    # at the paper's size they do not (measured over 4 seeds: exp. +1.04 +- 0.11
+    # points, thre. +0.35 +- 0.06, every seed).
+    ce = full_size.accuracies(ACT_DATA_CE.key)
+    assert len(ce) == 3
     for method in (ACT_EXP, ACT_THRE):
-        assert ideal.mean(method.key) > ce, (method.key, ideal.summary())
+        diffs = [a - c for a, c in zip(full_size.accuracies(method.key), ce, strict=True)]
+        assert sum(diffs) / len(diffs) > 0.1, (method.key, diffs)
+        assert sum(d > 0 for d in diffs) >= 2, (method.key, diffs)
 
 
 def test_normalization_collapses_at_a_low_budget(tables: tuple[TableResult, TableResult]) -> None:
