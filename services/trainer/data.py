@@ -37,7 +37,11 @@ def input_count(inputs: Inputs) -> int:
 
 
 def _long(values: npt.ArrayLike | Tensor) -> Tensor:
-    return torch.as_tensor(np.asarray(values), dtype=torch.int64)
+    if isinstance(values, Tensor):
+        return values.to(torch.int64)
+    # A copy: label arrays of the data sets are read-only views, which torch
+    # cannot wrap safely (and labels are small).
+    return torch.tensor(np.asarray(values), dtype=torch.int64)
 
 
 @dataclass(frozen=True)
