@@ -71,6 +71,8 @@ class Streamed:
     store: Path
     selection: steps.Selection
     seed_size: int
+    checkpoint_uri: str
+    budget: float
 
 
 async def stream_and_train(config: steps.DemoConfig, run_dir: Path) -> Streamed:
@@ -154,7 +156,14 @@ async def stream_and_train(config: steps.DemoConfig, run_dir: Path) -> Streamed:
             await steps.stop_reviewer(reviewer, reviewer_task)
         for service in reversed(services):
             service.stop()
-    return Streamed(task.task_id, run_dir / "trainer" / "store.sqlite", sel, plan.seed_size)
+    return Streamed(
+        task.task_id,
+        run_dir / "trainer" / "store.sqlite",
+        sel,
+        plan.seed_size,
+        status.checkpoint_uri,
+        task.budget.fraction,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         critic=streamed.selection.critic,
         seed_size=streamed.seed_size,
     )
+    service_acc = steps.service_model_accuracy(
+        streamed.checkpoint_uri, data.test.raw, data.test.labels
+    )
+    say(f"   the trainer service's model (ACT {config.rule} loss on the streamed labels, "
+        f"{streamed.budget:.1%} budget): test accuracy {service_acc:.2%} "
+        f"on {len(data.test)} held-out items")  # fmt: skip
     settings = preset("bench", config.dataset.name)
     result = compute_table(
         data, annotations, seeds=config.seeds, config=settings.config, progress=say

@@ -34,6 +34,7 @@ import math
 import os
 import random
 import re
+import selectors
 import subprocess
 import sys
 import time
@@ -301,14 +302,21 @@ def spawn(
     )
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode().strip()
-        if line.startswith("READY "):
-            return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
-        if proc.poll() is not None:
-            break
+    with selectors.DefaultSelector() as selector:
+        # Wait for output with the deadline: a child that hangs silently must not
+        # block a bare readline() forever.
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(timeout=left):
+                break
+            line = proc.stdout.readline().decode().strip()
+            if line.startswith("READY "):
+                return proc, f"http://127.0.0.1:{int(line.split()[1])}/v1"
+            if not line and proc.poll() is not None:
+                break  # exited (EOF)
     proc.kill()
-    raise RuntimeError("fault server process did not start")
+    proc.wait(timeout=10)  # reaped: no zombie left behind
+    raise RuntimeError(f"fault server process did not start within {timeout_s:g} s")
 
 
 async def _main(args: argparse.Namespace) -> None:
