@@ -12,29 +12,21 @@ from __future__ import annotations
 from services.annotator.backend import LLMAnnotatorBackend
 from services.annotator.service import STRATEGIES, AnnotatorSettings, AnnotatorStage
 from services.fewshot.routing import FewShotAnnotatorRouter
-from services.models.base import AnnotatorBackend
-from services.models.select import Selected, select_backend
+from services.models.select import build_model_stage
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
-from services.runtime.tasks import TaskRegistry
 
 
 def build_stage(settings: AnnotatorSettings, kafka: KafkaSettings) -> AnnotatorStage:
     """The stage these settings describe (clients connect and models fit lazily)."""
-    chosen: Selected[AnnotatorBackend] = select_backend(
+    return build_model_stage(
+        AnnotatorStage,
         settings,
         settings,
-        lambda client: LLMAnnotatorBackend(client, settings),
-        FewShotAnnotatorRouter,
-    )
-    registry = TaskRegistry(kafka)
-    return AnnotatorStage(
-        chosen.backend,
-        registry,
-        provider=chosen.provider,
+        kafka,
+        llm=lambda client: LLMAnnotatorBackend(client, settings),
+        fewshot=FewShotAnnotatorRouter,
         default_strategy=STRATEGIES[settings.default_strategy],
-        on_start=[registry.start],
-        on_stop=[registry.stop, *chosen.closers],
     )
 
 

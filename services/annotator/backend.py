@@ -8,11 +8,10 @@ from services.annotator import prompts
 from services.annotator.parsing import ParsedAnnotation, parse_annotation
 from services.llm.logprobs import Aligned, sequence_probability
 from services.llm.outputs import OutputParseError
-from services.llm.prompting import add_usage, choose_model, reask_message, require_labels
+from services.llm.prompting import ask_until_parsed, choose_model, require_labels
 from services.llm.settings import LLMOptions
-from services.llm.types import ChatRequest, ChatResponse, LLMClient, Message
-from services.models.base import AnnotationResult, CallUsage
-from services.runtime.retry import PermanentError
+from services.llm.types import ChatResponse, LLMClient
+from services.models.base import AnnotationResult
 
 
 class LLMAnnotatorBackend:
@@ -53,44 +52,27 @@ class LLMAnnotatorBackend:
             max_tokens=max_tokens,
             store_dir=self.options.image_store_dir,
         )
-        messages: list[Message] = list(prompt.messages)
-        usage = CallUsage()
-        reason = ""
-        for attempt in range(1, self.options.reask_attempts + 2):
-            response = await self.client.chat(
-                ChatRequest(
-                    messages=tuple(messages),
-                    max_tokens=max_tokens,
-                    model=choice.model,
-                    temperature=choice.temperature,
-                    top_logprobs=choice.top_logprobs if want_logprobs else 0,
-                    grammar=prompt.spec.gbnf,
-                    regex=prompt.spec.regex,
-                )
-            )
-            usage = add_usage(usage, response.usage)
-            try:
-                parsed = parse_annotation(response.text, n_labels, reasoning)
-            except OutputParseError as exc:
-                reason = str(exc)
-                messages += [
-                    Message.text("assistant", response.text),
-                    reask_message(reason, prompts.output_format(reasoning)),
-                ]
-                continue
-            return AnnotationResult(
-                label_index=parsed.label_index,
-                model=choice.model,
-                rationale=parsed.rationale,
-                raw_output=response.text,
-                confidence=_confidence(response, parsed, n_labels, reasoning),
-                prompt_template_sha256=prompt.template_sha256,
-                attempts=attempt,
-                usage=usage,
-            )
-        raise PermanentError(
-            f"unparseable annotation after {self.options.reask_attempts + 1} call(s): {reason}",
+        answer = await ask_until_parsed(
+            self.client,
+            prompt,
+            choice,
+            max_tokens=max_tokens,
+            top_logprobs=choice.top_logprobs if want_logprobs else 0,
+            reask_attempts=self.options.reask_attempts,
+            output_format=prompts.output_format(reasoning),
+            parse=lambda r: parse_annotation(r.text, n_labels, reasoning),
+            what="annotation",
+        )
+        parsed, response = answer.parsed, answer.response
+        return AnnotationResult(
+            label_index=parsed.label_index,
+            model=choice.model,
+            rationale=parsed.rationale,
             raw_output=response.text,
+            confidence=_confidence(response, parsed, n_labels, reasoning),
+            prompt_template_sha256=prompt.template_sha256,
+            attempts=answer.attempts,
+            usage=answer.usage,
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,10 +23,10 @@ from pydantic_settings import SettingsConfigDict
 from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import AnnotatorBackend
 from services.models.select import BackendSettings
+from services.models.stage import ModelStage
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope, HookedStage, Output
-from services.runtime.tasks import TaskSource
+from services.runtime.stage import Envelope, Output
 
 ANNOTATIONS = Counter("act_annotations_total", "Annotations produced.", ["strategy"])
 REASKED = Counter(
@@ -62,40 +62,24 @@ def annotation_id(task_id: str, item_id: str) -> str:
     return uuid.uuid5(ANNOTATION_NS, f"{task_id}\x00{item_id}").hex
 
 
-class AnnotatorStage(HookedStage[item_pb2.Item]):
+class AnnotatorStage(
+    ModelStage[item_pb2.Item, AnnotatorBackend, common_pb2.AnnotationStrategy.ValueType]
+):
     """Item -> Annotation through an :class:`AnnotatorBackend`."""
 
     name = "annotator"
     input_topic = "items"
     input_type = item_pb2.Item
 
-    def __init__(
-        self,
-        backend: AnnotatorBackend,
-        tasks: TaskSource,
-        *,
-        provider: str = "",
-        default_strategy: common_pb2.AnnotationStrategy.ValueType = (
-            common_pb2.ANNOTATION_STRATEGY_CHAIN_OF_THOUGHT
-        ),
-        on_start: Sequence[Callable[[], Awaitable[None]]] = (),
-        on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
-    ) -> None:
-        self.backend = backend
-        self.tasks = tasks
-        self.provider = provider
-        self.default_strategy = default_strategy
-        super().__init__(on_start=on_start, on_stop=on_stop)
-        self._metric_children: dict[int, tuple[Any, Any]] = {}
+    fallback_strategy = common_pb2.ANNOTATION_STRATEGY_CHAIN_OF_THOUGHT
 
-    def _counters(self, strategy: int) -> tuple[Any, Any]:
-        # Resolved once per strategy: labels() is costly per message.
-        children = self._metric_children.get(strategy)
-        if children is None:
-            name = common_pb2.AnnotationStrategy.Name(strategy)
-            children = (ANNOTATIONS.labels(strategy=name), REASKED.labels(strategy=name))
-            self._metric_children[strategy] = children
-        return children
+    def strategy_name(self, strategy: int) -> str:
+        """The annotation strategy's enum name."""
+        return str(common_pb2.AnnotationStrategy.Name(strategy))
+
+    def metric_families(self) -> tuple[Any, ...]:
+        """Annotations produced, re-asks."""
+        return (ANNOTATIONS, REASKED)
 
     async def process(self, envelope: Envelope[item_pb2.Item]) -> Sequence[Output]:
         """Annotate one item."""
@@ -123,12 +107,7 @@ class AnnotatorStage(HookedStage[item_pb2.Item]):
             label_name=task.labels[result.label_index].name,
             rationale=result.rationale,
             raw_output=result.raw_output,
-            model=common_pb2.ModelRef(
-                provider=task.annotator_model.provider or self.provider,
-                model=result.model,
-                base_url=task.annotator_model.base_url,
-                params=dict(task.annotator_model.params),
-            ),
+            model=self.output_model(task.annotator_model, result.model),
             strategy=strategy,
             prompt_template_sha256=result.prompt_template_sha256,
             attempts=max(1, result.attempts),
@@ -140,7 +119,7 @@ class AnnotatorStage(HookedStage[item_pb2.Item]):
         if result.confidence is not None and math.isfinite(result.confidence):
             annotation.confidence = min(1.0, max(0.0, result.confidence))
         annotation.created_at.FromDatetime(datetime.now(UTC))
-        produced, reasked = self._counters(strategy)
+        produced, reasked = self.strategy_metrics(strategy)
         produced.inc()
         if result.attempts > 1:
             reasked.inc(result.attempts - 1)

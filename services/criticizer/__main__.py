@@ -13,26 +13,21 @@ from __future__ import annotations
 from services.criticizer.backend import LLMCriticBackend
 from services.criticizer.service import STRATEGIES, CriticizerSettings, CriticizerStage
 from services.fewshot.routing import FewShotCriticRouter
-from services.models.base import CriticBackend
-from services.models.select import Selected, select_backend
+from services.models.select import build_model_stage
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
-from services.runtime.tasks import TaskRegistry
 
 
 def build_stage(settings: CriticizerSettings, kafka: KafkaSettings) -> CriticizerStage:
     """The stage these settings describe (clients connect and models fit lazily)."""
-    chosen: Selected[CriticBackend] = select_backend(
-        settings, settings, lambda client: LLMCriticBackend(client, settings), FewShotCriticRouter
-    )
-    registry = TaskRegistry(kafka)
-    return CriticizerStage(
-        chosen.backend,
-        registry,
-        provider=chosen.provider,
+    return build_model_stage(
+        CriticizerStage,
+        settings,
+        settings,
+        kafka,
+        llm=lambda client: LLMCriticBackend(client, settings),
+        fewshot=FewShotCriticRouter,
         default_strategy=STRATEGIES[settings.default_strategy],
-        on_start=[registry.start],
-        on_stop=[registry.stop, *chosen.closers],
     )
 
 

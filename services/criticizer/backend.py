@@ -13,10 +13,10 @@ from services.criticizer.scoring import (
 )
 from services.llm.logprobs import Aligned, eps_from_yes_no, perplexity, yes_no_probabilities
 from services.llm.outputs import OutputParseError
-from services.llm.prompting import add_usage, choose_model, reask_message, require_labels
+from services.llm.prompting import ask_until_parsed, choose_model, require_labels
 from services.llm.settings import LLMOptions
-from services.llm.types import ChatRequest, ChatResponse, LLMClient, Message
-from services.models.base import CallUsage, CritiqueResult
+from services.llm.types import ChatResponse, LLMClient
+from services.models.base import CritiqueResult
 from services.runtime.retry import PermanentError
 
 S = common_pb2
@@ -73,49 +73,32 @@ class LLMCriticBackend:
             max_tokens=max_tokens,
             store_dir=self.options.image_store_dir,
         )
-        messages: list[Message] = list(prompt.messages)
-        usage = CallUsage()
-        reason = ""
-        for attempt in range(1, self.options.reask_attempts + 2):
-            response = await self.client.chat(
-                ChatRequest(
-                    messages=tuple(messages),
-                    max_tokens=max_tokens,
-                    model=choice.model,
-                    temperature=choice.temperature,
-                    top_logprobs=choice.top_logprobs if spec.white_box else 0,
-                    grammar=prompt.spec.gbnf,
-                    regex=prompt.spec.regex,
-                )
-            )
-            usage = add_usage(usage, response.usage)
-            try:
-                result = _score(strategy, spec, response)
-            except OutputParseError as exc:
-                reason = str(exc)
-                messages += [
-                    Message.text("assistant", response.text),
-                    reask_message(reason, spec.output_format),
-                ]
-                continue
-            return CritiqueResult(
-                eps=result.eps,
-                model=choice.model,
-                rationale=result.rationale,
-                raw_output=response.text,
-                multiple_choice_level=result.multiple_choice_level,
-                p_yes=result.p_yes,
-                p_no=result.p_no,
-                answer_token=result.answer_token,
-                perplexity=result.perplexity,
-                priority_score=result.priority_score,
-                prompt_template_sha256=prompt.template_sha256,
-                attempts=attempt,
-                usage=usage,
-            )
-        raise PermanentError(
-            f"unparseable critique after {self.options.reask_attempts + 1} call(s): {reason}",
-            raw_output=response.text,
+        answer = await ask_until_parsed(
+            self.client,
+            prompt,
+            choice,
+            max_tokens=max_tokens,
+            top_logprobs=choice.top_logprobs if spec.white_box else 0,
+            reask_attempts=self.options.reask_attempts,
+            output_format=spec.output_format,
+            parse=lambda r: _score(strategy, spec, r),
+            what="critique",
+        )
+        result = answer.parsed
+        return CritiqueResult(
+            eps=result.eps,
+            model=choice.model,
+            rationale=result.rationale,
+            raw_output=answer.response.text,
+            multiple_choice_level=result.multiple_choice_level,
+            p_yes=result.p_yes,
+            p_no=result.p_no,
+            answer_token=result.answer_token,
+            perplexity=result.perplexity,
+            priority_score=result.priority_score,
+            prompt_template_sha256=prompt.template_sha256,
+            attempts=answer.attempts,
+            usage=answer.usage,
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -23,10 +23,10 @@ from services.llm.prompting import OPENAI_PROVIDERS
 from services.llm.settings import LLMOptions, check_handler_timeout
 from services.models.base import CriticBackend, CritiqueResult
 from services.models.select import BackendSettings
+from services.models.stage import ModelStage
 from services.runtime.config import StageSettings
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope, HookedStage, Identity, Output
-from services.runtime.tasks import TaskSource
+from services.runtime.stage import Envelope, Identity, Output
 
 CRITIQUES = Counter("act_critiques_total", "Critiques produced.", ["strategy"])
 EPS = Histogram(
@@ -92,40 +92,24 @@ def same_model(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
     return not fa or not fb or fa == fb
 
 
-class CriticizerStage(HookedStage[annotation_pb2.Annotation]):
+class CriticizerStage(
+    ModelStage[annotation_pb2.Annotation, CriticBackend, common_pb2.CritiqueStrategy.ValueType]
+):
     """Annotation -> Critique through a :class:`CriticBackend`."""
 
     name = "criticizer"
     input_topic = "annotations"
     input_type = annotation_pb2.Annotation
 
-    def __init__(
-        self,
-        backend: CriticBackend,
-        tasks: TaskSource,
-        *,
-        provider: str = "",
-        default_strategy: common_pb2.CritiqueStrategy.ValueType = (
-            common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT
-        ),
-        on_start: Sequence[Callable[[], Awaitable[None]]] = (),
-        on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
-    ) -> None:
-        self.backend = backend
-        self.tasks = tasks
-        self.provider = provider
-        self.default_strategy = default_strategy
-        super().__init__(on_start=on_start, on_stop=on_stop)
-        self._metric_children: dict[int, tuple[Any, Any]] = {}
+    fallback_strategy = common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT
 
-    def _metrics(self, strategy: int) -> tuple[Any, Any]:
-        # Resolved once per strategy: labels() is costly per message.
-        children = self._metric_children.get(strategy)
-        if children is None:
-            name = common_pb2.CritiqueStrategy.Name(strategy)
-            children = (CRITIQUES.labels(strategy=name), EPS.labels(strategy=name))
-            self._metric_children[strategy] = children
-        return children
+    def strategy_name(self, strategy: int) -> str:
+        """The critique strategy's enum name."""
+        return str(common_pb2.CritiqueStrategy.Name(strategy))
+
+    def metric_families(self) -> tuple[Any, ...]:
+        """Critiques produced, eps distribution."""
+        return (CRITIQUES, EPS)
 
     def identify(self, message: annotation_pb2.Annotation) -> Identity:
         """Task and item of the annotated item."""
@@ -148,7 +132,7 @@ class CriticizerStage(HookedStage[annotation_pb2.Annotation]):
         critique = self._critique(task.task_id or item.task_id, annotation, strategy, result, task)
         if not critique.usage.latency_ms:
             critique.usage.latency_ms = elapsed_ms
-        produced, eps = self._metrics(strategy)
+        produced, eps = self.strategy_metrics(strategy)
         produced.inc()
         eps.observe(critique.eps)
         return [Output(topic="critiques", key=item.item_id, value=critique)]
@@ -165,13 +149,7 @@ class CriticizerStage(HookedStage[annotation_pb2.Annotation]):
             raise PermanentError(
                 f"backend eps {result.eps!r} outside [0, 1]", raw_output=result.raw_output
             )
-        critic_ref = task.critic_model
-        model = common_pb2.ModelRef(
-            provider=critic_ref.provider or self.provider,
-            model=result.model,
-            base_url=critic_ref.base_url,
-            params=dict(critic_ref.params),
-        )
+        model = self.output_model(task.critic_model, result.model)
         critique = critique_pb2.Critique(
             critique_id=critique_id(task_id, annotation.item.item_id),
             eps=result.eps,

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
 from services.llm.datablock import DataField
 from services.llm.grammar import OutputSpec
 from services.llm.images import item_image, render_as_text
-from services.llm.types import LLMClient, Message
+from services.llm.outputs import OutputParseError
+from services.llm.types import ChatRequest, ChatResponse, LLMClient, Message
 from services.models.base import CallUsage
 from services.runtime.retry import PermanentError
 
@@ -177,4 +179,64 @@ def add_usage(a: CallUsage, b: CallUsage) -> CallUsage:
         completion_tokens=a.completion_tokens + b.completion_tokens,
         cost_usd=a.cost_usd + b.cost_usd,
         latency_ms=a.latency_ms + b.latency_ms,
+    )
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[T]):
+    """A reply that parsed, with the usage of every call it took."""
+
+    parsed: T
+    response: ChatResponse
+    usage: CallUsage
+    attempts: int
+
+
+async def ask_until_parsed(
+    client: LLMClient,
+    prompt: Prompt,
+    choice: ModelChoice,
+    *,
+    max_tokens: int,
+    top_logprobs: int,
+    reask_attempts: int,
+    output_format: str,
+    parse: Callable[[ChatResponse], T],
+    what: str,
+) -> Answer[T]:
+    """Ask, and after unparseable output ask again ``reask_attempts`` times.
+
+    A re-ask appends the model's reply and the problem to the conversation, so
+    the shared prefix stays cached. After the last attempt a
+    :class:`PermanentError` carries the last raw output to the dead-letter
+    topic; transport failures propagate for the runtime to retry.
+    """
+    messages: list[Message] = list(prompt.messages)
+    usage = CallUsage()
+    reason = ""
+    text = ""
+    for attempt in range(1, reask_attempts + 2):
+        response = await client.chat(
+            ChatRequest(
+                messages=tuple(messages),
+                max_tokens=max_tokens,
+                model=choice.model,
+                temperature=choice.temperature,
+                top_logprobs=top_logprobs,
+                grammar=prompt.spec.gbnf,
+                regex=prompt.spec.regex,
+            )
+        )
+        usage = add_usage(usage, response.usage)
+        text = response.text
+        try:
+            return Answer(parse(response), response, usage, attempt)
+        except OutputParseError as exc:
+            reason = str(exc)
+            messages += [Message.text("assistant", text), reask_message(reason, output_format)]
+    raise PermanentError(
+        f"unparseable {what} after {reask_attempts + 1} call(s): {reason}", raw_output=text
     )

@@ -1,18 +1,20 @@
-"""Build the model backend a stage's settings name: an LLM client or the few-shot pair."""
+"""Build the annotator's or criticizer's stage around the backend its settings name."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.llm.base import BaseClient
 from services.llm.settings import LLMOptions
+from services.runtime.config import KafkaSettings
+from services.runtime.tasks import TaskRegistry
 
-B = TypeVar("B")
+if TYPE_CHECKING:
+    from services.models.stage import ModelStage
 
 
 class BackendSettings(BaseSettings):
@@ -32,30 +34,42 @@ class BackendSettings(BaseSettings):
     )
 
 
-@dataclass
-class Selected(Generic[B]):
-    """A backend, the provider name its outputs carry, and what to close on stop."""
-
-    backend: B
-    provider: str
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+ST = TypeVar("ST", bound="ModelStage[Any, Any, Any]")
 
 
-def select_backend(
+def build_model_stage(
+    stage: type[ST],
     settings: LLMOptions,
     choice: BackendSettings,
-    llm: Callable[[BaseClient], B],
-    fewshot: Callable[[str], B],
-) -> Selected[B]:
-    """``llm(client)`` over the client ``settings`` describe, or ``fewshot(dataset)``.
+    kafka: KafkaSettings,
+    *,
+    llm: Callable[[BaseClient], object],
+    fewshot: Callable[[str], object],
+    default_strategy: int,
+) -> ST:
+    """The annotator's or criticizer's stage with the backend ``choice`` names.
 
-    The LLM client connects lazily; the few-shot models are fit on first use.
+    ``llm(client)`` wraps the client ``settings`` describe (it connects lazily
+    and is closed on stop); ``fewshot(dataset)`` builds the few-shot router
+    (models fit on first use). Tasks come from the compacted tasks topic.
     """
+    closers: list[Callable[[], Awaitable[None]]] = []
     if choice.backend == "local-fewshot":
         from services.fewshot.pair import PROVIDER
 
-        return Selected(fewshot(choice.fewshot_dataset), PROVIDER)
-    from services.llm.factory import make_client
+        backend, provider = fewshot(choice.fewshot_dataset), PROVIDER
+    else:
+        from services.llm.factory import make_client
 
-    client = make_client(settings)
-    return Selected(llm(client), settings.provider, [client.aclose])
+        client = make_client(settings)
+        backend, provider = llm(client), settings.provider
+        closers.append(client.aclose)
+    registry = TaskRegistry(kafka)
+    return stage(
+        backend,
+        registry,
+        provider=provider,
+        default_strategy=default_strategy,
+        on_start=[registry.start],
+        on_stop=[registry.stop, *closers],
+    )
