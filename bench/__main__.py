@@ -20,8 +20,8 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from services.devkit.stack import REPO_ROOT, LocalBroker, LocalPostgres, free_port
 from services.runtime.logging import configure_logging
-from tests.support.stack import REPO_ROOT, LocalBroker, LocalPostgres, free_port
 
 Result = list[tuple[str, float, str]]
 

@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
+from services.devkit.echo import EchoStage, SleepStage
+from services.devkit.kafkaio import make_topics, produce_items, unique_prefix
 from services.runtime.config import KafkaSettings, StageSettings
 from services.runtime.runner import StageRunner
 from services.runtime.stage import Stage
-from tests.support.kafkaio import make_topics, produce_items, unique_prefix
-from tests.support.stages import EchoStage, SleepStage
 
 
 async def _drain(

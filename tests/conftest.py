@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import LocalBroker, LocalPostgres, free_port
+from services.devkit.stack import LocalBroker, LocalPostgres, free_port
 
 # ---------------------------------------------------------------------------
 # Infrastructure: Kafka and PostgreSQL

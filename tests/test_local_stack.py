@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.support.stack import LocalBroker
+from services.devkit.stack import LocalBroker
 
 
 async def _create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:

@@ -2,26 +2,23 @@
 
 The model is the OpenAI-API fault server with 0% faults and a fixed latency
 of 1 s, in its own process; the stage keeps 256 requests in flight through
-the client the service would pick for a self-hosted server (``make_client``:
-the direct aiohttp client). Little's law bounds throughput at 256 items/s;
-the target is >= 230 (0.9 of it).
+the client the service would pick for a self-hosted server (the one backend
+builder, :func:`services.backends.build.llm_backends`: the direct aiohttp
+client). Little's law bounds throughput at 256 items/s; the target is >= 230
+(0.9 of it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
-from services.annotator.backend import LLMAnnotatorBackend
-from services.annotator.service import AnnotatorSettings, AnnotatorStage
-from services.llm import benchkit
-from services.llm.factory import make_client
-from services.runtime.admin import ensure_topics
-from services.runtime.config import KafkaSettings
+from services.annotator.settings import AnnotatorSettings
+from services.annotator.stage import AnnotatorStage
+from services.backends.build import llm_backends
+from services.devkit import benchkit
 from services.runtime.tasks import StaticTaskSource
-from services.runtime.topics import default_catalog
 
 _TOPICS = ("items", "annotations", "dlq")
 
@@ -51,10 +48,7 @@ async def bench_annotator_items_per_s(
     """Items per second through the annotator stage (one process, one model server)."""
     proc, base_url = benchkit.spawn_openai_stub(latency_s)
     try:
-        prefix = f"bench{uuid.uuid4().hex[:8]}."
-        kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-        await ensure_topics(kafka, replication=1, partitions=partitions, topic_ids=_TOPICS)
-        input_topic = default_catalog().name("items", prefix)
+        kafka, input_topic = await benchkit.bench_kafka(bootstrap, _TOPICS, "items", partitions)
         task = bench_task()
         records = [
             (
@@ -69,27 +63,23 @@ async def bench_annotator_items_per_s(
         ]
         await benchkit.produce(kafka, input_topic, records)
         settings = AnnotatorSettings(
-            group_id=f"act-annotator-{prefix}",
-            metrics_port=0,
-            grpc_port=0,
-            log_json=True,
-            log_level="WARNING",
-            max_in_flight=in_flight,
-            concurrency=in_flight,
-            base_url=base_url,
-            model="bench-model",
-            timeout_s=30.0,
+            stage=benchkit.bench_stage_settings("annotator", kafka, max_in_flight=in_flight),
+            llm={
+                "concurrency": in_flight,
+                "base_url": base_url,
+                "model": "bench-model",
+                "timeout_s": 30.0,
+            },
         )
-        client = make_client(settings)
-        stage = AnnotatorStage(
-            LLMAnnotatorBackend(client, settings), StaticTaskSource([task]), provider="openai"
-        )
+        backends = llm_backends(settings.llm)
+        stage = AnnotatorStage(backends.annotator, StaticTaskSource([task]), provider="openai")
         try:
             return await benchkit.drain(
-                stage, kafka, settings, input_topic, partitions, items, timeout_s
+                stage, kafka, settings.stage, input_topic, partitions, items, timeout_s
             )
         finally:
-            await client.aclose()
+            assert backends.close is not None
+            await backends.close()
     finally:
         benchkit.stop_process(proc)
 

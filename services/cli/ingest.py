@@ -34,8 +34,9 @@ from typing import Any
 from act.v1 import common_pb2, item_pb2
 from tqdm import tqdm
 
-from services.cli.kafkaio import idempotent_producer, require_topics
+from services.cli.kafkaio import require_topics
 from services.runtime.config import KafkaSettings
+from services.runtime.kafka_clients import idempotent_producer
 from services.runtime.logging import get_logger
 
 ITEM_ID_HEX_CHARS = 32

@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.runtime.config import KafkaSettings
+from services.runtime.kafka_clients import snapshot_consumer
 
 
 class TopicMissingError(RuntimeError):
@@ -30,31 +31,6 @@ def kafka_settings(bootstrap: str | None = None, topic_prefix: str | None = None
     if topic_prefix is not None:
         update["topic_prefix"] = topic_prefix
     return settings.model_copy(update=update) if update else settings
-
-
-def idempotent_producer(kafka: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
-    """A producer that never duplicates or reorders on retry (acks=all)."""
-    kwargs: dict[str, Any] = {
-        "enable_idempotence": True,
-        "acks": "all",
-        "linger_ms": 10,
-        "max_batch_size": 262_144,
-        **kafka.client_kwargs(),
-    }
-    kwargs.update(overrides)
-    return AIOKafkaProducer(**kwargs)
-
-
-def snapshot_consumer(
-    kafka: KafkaSettings, isolation_level: str = "read_committed"
-) -> AIOKafkaConsumer:
-    """A group-less consumer (read_committed by default) for snapshots and offsets."""
-    return AIOKafkaConsumer(
-        enable_auto_commit=False,
-        isolation_level=isolation_level,
-        auto_offset_reset="earliest",
-        **kafka.client_kwargs(),
-    )
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

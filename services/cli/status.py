@@ -20,8 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 from aiokafka.protocol.admin import DescribeGroupsRequest
 
-from services.cli.kafkaio import offsets, snapshot_consumer
+from services.cli.kafkaio import offsets
+from services.runtime import kafka_clients
 from services.runtime.config import KafkaSettings
+from services.runtime.kafka_clients import snapshot_consumer
 from services.runtime.topics import TopicCatalog, default_catalog
 
 #: Each pipeline stage and the topic id (topics.yaml) its consumer group reads.
@@ -287,7 +289,7 @@ async def collect_status(
     prefix = kafka.topic_prefix
     # read_uncommitted: end offsets are high watermarks, as consumer-group tools show.
     consumer = snapshot_consumer(kafka, isolation_level="read_uncommitted")
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    admin = kafka_clients.admin_client(kafka)
     try:
         await consumer.start()
         await admin.start()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from act.v1 import task_pb2
 
-from services.cli.kafkaio import Record, idempotent_producer, read_snapshot
+from services.cli.kafkaio import Record, read_snapshot
 from services.runtime.config import KafkaSettings
+from services.runtime.kafka_clients import idempotent_producer
 from services.runtime.logging import get_logger
 from services.runtime.tasks import fold_tasks
 from services.runtime.topics import default_catalog

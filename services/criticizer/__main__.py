@@ -5,15 +5,15 @@ or the Anthropic API (``ACT_CRITICIZER_PROVIDER``, ``_MODEL``, ``_BASE_URL``,
 ``_API_KEY``, ``_CONCURRENCY``, ``_TIMEOUT_S``...), or the CPU few-shot pair
 (``ACT_CRITICIZER_BACKEND=local-fewshot``, see :mod:`services.fewshot.routing`).
 White-box strategies need an OpenAI-compatible server that returns token
-logprobs.
+logprobs. Settings: :mod:`services.criticizer.settings`; the backend:
+:mod:`services.backends.build`.
 """
 
 from __future__ import annotations
 
-from services.criticizer.backend import LLMCriticBackend
-from services.criticizer.service import STRATEGIES, CriticizerSettings, CriticizerStage
-from services.fewshot.routing import FewShotCriticRouter
-from services.models.select import build_model_stage
+from services.backends.build import build_model_stage
+from services.criticizer.settings import CriticizerSettings
+from services.criticizer.stage import STRATEGIES, CriticizerStage
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
 
@@ -22,11 +22,9 @@ def build_stage(settings: CriticizerSettings, kafka: KafkaSettings) -> Criticize
     """The stage these settings describe (clients connect and models fit lazily)."""
     return build_model_stage(
         CriticizerStage,
-        settings,
+        "critic",
         settings,
         kafka,
-        llm=lambda client: LLMCriticBackend(client, settings),
-        fewshot=FewShotCriticRouter,
         default_strategy=STRATEGIES[settings.default_strategy],
     )
 
@@ -35,7 +33,7 @@ def main() -> None:
     """Build the stage from the environment and run it until SIGTERM."""
     settings = CriticizerSettings()
     kafka = KafkaSettings()
-    run_stage_main(build_stage(settings, kafka), kafka, settings)
+    run_stage_main(build_stage(settings, kafka), kafka, settings.stage)
 
 
 if __name__ == "__main__":

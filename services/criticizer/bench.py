@@ -3,7 +3,8 @@
 * ``criticizer_items_per_s``: the criticizer stage over Kafka against the
   OpenAI-API fault server with 0% faults and a fixed 1 s latency (its own
   process), 256 requests in flight through the client the service picks for a
-  self-hosted server (``make_client``: the direct aiohttp client), the
+  self-hosted server (:func:`services.backends.build.llm_backends`: the
+  direct aiohttp client), the
   chain-of-thought strategy. Little's bound: 256 items/s; target >= 230.
 * ``smollm2_critic_items_per_s``: CoT-logit criticism on the real local model
   (SmolLM2-135M-Instruct behind llama-cpp-python's server, grammar-constrained,
@@ -14,19 +15,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
-from services.criticizer.backend import LLMCriticBackend
-from services.criticizer.service import CriticizerSettings, CriticizerStage
-from services.llm import benchkit
-from services.llm.factory import make_client
-from services.runtime.admin import ensure_topics
-from services.runtime.config import KafkaSettings
+from services.backends.build import llm_backends
+from services.criticizer.settings import CriticizerSettings
+from services.criticizer.stage import CriticizerStage
+from services.devkit import benchkit
 from services.runtime.tasks import StaticTaskSource
-from services.runtime.topics import default_catalog
 
 _TOPICS = ("annotations", "critiques", "dlq")
 _MAILS = (
@@ -69,19 +66,6 @@ def _annotations(task: task_pb2.Task, n: int) -> list[tuple[str, annotation_pb2.
     return out
 
 
-def _settings(prefix: str, base_url: str, model: str, **llm: Any) -> CriticizerSettings:
-    return CriticizerSettings(
-        group_id=f"act-criticizer-{prefix}",
-        metrics_port=0,
-        grpc_port=0,
-        log_json=True,
-        log_level="WARNING",
-        base_url=base_url,
-        model=model,
-        **llm,
-    )
-
-
 async def _run(
     bootstrap: str,
     base_url: str,
@@ -89,24 +73,25 @@ async def _run(
     items: int,
     partitions: int,
     deadline_s: float,
-    **llm: Any,
+    *,
+    stage: dict[str, Any],
+    llm: dict[str, Any],
 ) -> float:
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-    await ensure_topics(kafka, replication=1, partitions=partitions, topic_ids=_TOPICS)
-    input_topic = default_catalog().name("annotations", prefix)
+    kafka, input_topic = await benchkit.bench_kafka(bootstrap, _TOPICS, "annotations", partitions)
     await benchkit.produce(kafka, input_topic, _annotations(task, items))
-    settings = _settings(prefix, base_url, task.critic_model.model, **llm)
-    client = make_client(settings)
-    stage = CriticizerStage(
-        LLMCriticBackend(client, settings), StaticTaskSource([task]), provider="openai"
+    settings = CriticizerSettings(
+        stage=benchkit.bench_stage_settings("criticizer", kafka, **stage),
+        llm={"base_url": base_url, "model": task.critic_model.model, **llm},
     )
+    backends = llm_backends(settings.llm)
+    criticizer = CriticizerStage(backends.critic, StaticTaskSource([task]), provider="openai")
     try:
         return await benchkit.drain(
-            stage, kafka, settings, input_topic, partitions, items, deadline_s
+            criticizer, kafka, settings.stage, input_topic, partitions, items, deadline_s
         )
     finally:
-        await client.aclose()
+        assert backends.close is not None
+        await backends.close()
 
 
 async def bench_criticizer_items_per_s(
@@ -129,9 +114,8 @@ async def bench_criticizer_items_per_s(
             items,
             partitions,
             timeout_s,
-            max_in_flight=in_flight,
-            concurrency=in_flight,
-            timeout_s=30.0,
+            stage={"max_in_flight": in_flight},
+            llm={"concurrency": in_flight, "timeout_s": 30.0},
         )
     finally:
         benchkit.stop_process(proc)
@@ -155,13 +139,14 @@ async def bench_smollm2_critic_items_per_s(
         items,
         partitions,
         timeout_s,
-        max_in_flight=4,
-        concurrency=2,
-        timeout_s=300.0,
-        structured_output="gbnf",
-        supports_images=False,
-        max_tokens_cot=max_tokens_cot,
-        handler_timeout_s=600.0,
+        stage={"max_in_flight": 4, "handler_timeout_s": 600.0},
+        llm={
+            "concurrency": 2,
+            "timeout_s": 300.0,
+            "structured_output": "gbnf",
+            "supports_images": False,
+            "max_tokens_cot": max_tokens_cot,
+        },
     )
 
 

@@ -7,20 +7,23 @@ A candidate is a model that can act both as annotator and as critic:
   by modality). As annotator it outputs its argmax; as critic
   eps = 1 - P(given label | item).
 - ``openai:MODEL@BASE_URL`` (or ``openai:MODEL`` for the public API): any
-  OpenAI-compatible server (vLLM, llama.cpp, OpenAI) through the LLM backends
-  of :mod:`services.annotator` / :mod:`services.criticizer`; the API key comes
-  from the environment as for those services. ``anthropic:MODEL`` likewise.
+  OpenAI-compatible server (vLLM, llama.cpp, OpenAI) through the LLM annotator
+  and critic the services run; the API key comes from the environment as for
+  those services. ``anthropic:MODEL`` likewise.
+
+Both kinds are built by the one backend builder, :mod:`services.backends.build`
+(:func:`~services.backends.build.llm_backends`,
+:func:`~services.backends.build.fewshot_seed_backends`), as the services' are.
 
 :func:`run_selection` labels every item with every candidate, lets every
 candidate criticise every candidate's labels (or only the pairs asked for),
-and hands the results to :func:`services.evaluation.selection.select_models`.
+and hands the results to :func:`services.core.selection.select_models`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,7 +31,9 @@ from typing import Any, Literal
 import numpy as np
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
-from services.evaluation.selection import SelectionReport, select_models
+from services.backends.build import Backends, fewshot_seed_backends, llm_backends
+from services.core.selection import SelectionReport, select_models
+from services.llm.settings import LLMOptions
 from services.models.base import AnnotatorBackend, CriticBackend
 
 PairMode = Literal["all", "recommended"]
@@ -47,6 +52,11 @@ class Candidate:
     critic: CriticBackend
     model_ref: common_pb2.ModelRef
     close: Callable[[], Awaitable[None]] | None = None
+
+    @classmethod
+    def of(cls, name: str, backends: Backends, model_ref: common_pb2.ModelRef) -> Candidate:
+        """A candidate running the builder's annotator and critic."""
+        return cls(name, backends.annotator, backends.critic, model_ref, backends.close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,59 +116,31 @@ def parse_candidate(text: str) -> FewShotSpec | LLMSpec:
 
 
 def build_llm_candidate(spec: LLMSpec, **options: Any) -> Candidate:
-    """LLM annotator + critic backends over one client (imported lazily).
+    """LLM annotator + critic backends over one client.
 
     ``options`` are extra :class:`services.llm.settings.LLMOptions` fields
     (e.g. ``concurrency``, ``timeout_s``); the rest come from the environment
     as for the services.
     """
-    try:
-        settings = importlib.import_module("services.llm.settings")
-        factory = importlib.import_module("services.llm.factory")
-        annotator_mod = importlib.import_module("services.annotator.backend")
-        critic_mod = importlib.import_module("services.criticizer.backend")
-    except ImportError as exc:
-        raise CandidateError(f"the LLM backends are not available: {exc}") from exc
-    llm_options = settings.LLMOptions(
+    llm_options = LLMOptions(
         provider=spec.provider, model=spec.model, base_url=spec.base_url, **options
     )
-    client = factory.make_client(llm_options)
     ref = common_pb2.ModelRef(
         provider="openai-compatible" if spec.base_url else spec.provider,
         model=spec.model,
         base_url=spec.base_url,
     )
-    return Candidate(
-        name=spec.name,
-        annotator=annotator_mod.LLMAnnotatorBackend(client, llm_options),
-        critic=critic_mod.LLMCriticBackend(client, llm_options),
-        model_ref=ref,
-        close=client.aclose,
-    )
+    return Candidate.of(spec.name, llm_backends(llm_options), ref)
 
 
 def build_fewshot_candidate(spec: FewShotSpec, pool: Any, seed: int = 0) -> Candidate:
     """A few-shot model fit on a seed drawn from ``pool`` (a LabelledPool)."""
-    from services.fewshot.pair import (
-        DEFAULT_PER_CLASS,
-        PROVIDER,
-        FewShotAnnotator,
-        FewShotCritic,
-        fit_on_seed,
-    )
-    from services.fewshot.seed import select_seed
+    from services.fewshot.pair import DEFAULT_PER_CLASS
 
     per_class = spec.per_class or DEFAULT_PER_CLASS[pool.modality]
-    selection = select_seed(
-        pool.ids, pool.label_of, n_classes=pool.n_classes, per_class=per_class, seed=seed
-    )
-    model = fit_on_seed(spec.spec, pool, selection)
-    return Candidate(
-        name=spec.name,
-        annotator=FewShotAnnotator(model, selection, pool.label_names),
-        critic=FewShotCritic(model, selection, pool.label_names),
-        model_ref=common_pb2.ModelRef(provider=PROVIDER, model=f"{spec.spec}:{per_class}"),
-    )
+    backends = fewshot_seed_backends(spec.spec, pool, per_class, seed)
+    ref = common_pb2.ModelRef(provider=backends.provider, model=f"{spec.spec}:{per_class}")
+    return Candidate.of(spec.name, backends, ref)
 
 
 @dataclass

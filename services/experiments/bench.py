@@ -14,7 +14,7 @@ import os
 import sys
 
 from services.experiments.presets import preset
-from services.experiments.table import run_table
+from services.experiments.table import table_result
 
 #: The metrics ``make bench`` reports per data set (prefix ``fashion_`` / ``spam_``).
 BENCH_KEYS = (
@@ -34,14 +34,14 @@ def bench_table(dataset: str, *, verbose: bool = False) -> dict[str, float]:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    summary = run_table(
+    summary = table_result(
         dataset,
         seeds=settings.seeds,
         n_train=settings.n_train,
         config=settings.config,
         n_test=settings.n_test,
         progress=progress if verbose else None,
-    )
+    ).summary()
     out = {f"{dataset}_{key}": summary[f"{dataset}_{key}"] for key in BENCH_KEYS}
     out[f"{dataset}_table_seconds"] = summary[f"{dataset}_seconds"]
     return out

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.experiments.table import TableConfig
+from services.experiments.methods import TableConfig
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from services.evaluation.metrics import DEFAULT_BUDGET_BUFFER, recommended_budget
-from services.experiments.table import (
+from services.core.metrics import DEFAULT_BUDGET_BUFFER, recommended_budget
+from services.experiments.methods import (
     ACT_EXP,
     ACT_THRE,
     HUMAN_ONLY,
     MACHINE_ONLY,
-    TableResult,
 )
+from services.experiments.results import TableResult
 
 #: Legend names of the methods.
 SHORT_NAMES = {

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from act.v1 import common_pb2, task_pb2
 
-from services.evaluation.baselines import oracle_critic_eps, random_critic_eps
-from services.evaluation.metrics import abs_score, accuracy
+from services.core.baselines import oracle_critic_eps, random_critic_eps
+from services.core.metrics import abs_score, accuracy
 from services.fewshot.pair import FewShotPair, build_pair
 from services.fewshot.pools import LabelledPool, builtin_pool
 from services.fewshot.seed import hash_order

@@ -8,7 +8,8 @@ to say, in its ``annotator_model`` / ``critic_model`` ModelRef (provider
 ``per_class``, ``seed``); the service's ``fewshot_dataset`` fills in a
 missing ``dataset``. A model is fit on its seed once per process, in a worker
 thread so the event loop keeps serving the records of other tasks, and then
-shared by every record of every task that names the same ModelRef.
+shared by every record of every task that names the same ModelRef. The
+routers are built by :func:`services.backends.build.fewshot_router_backends`.
 """
 
 from __future__ import annotations

@@ -21,4 +21,11 @@ The pieces every prompt needs live here too: the nonce-fenced data block
 (:mod:`~services.llm.outputs`), token log-probability helpers
 (:mod:`~services.llm.logprobs`) and constrained-decoding grammars
 (:mod:`~services.llm.grammar`).
+
+On top of the clients sit the LLM implementations of the backend protocols
+(:mod:`services.models.base`), as :mod:`services.fewshot` holds the few-shot
+ones: the annotator (:mod:`services.llm.annotator`: naive and chain-of-thought
+prompts, strict parsing, confidence from logprobs) and the critic
+(:mod:`services.llm.critic`: the paper's seven strategies). The stages never
+build them themselves: :mod:`services.backends.build` does.
 """

@@ -1,8 +1,9 @@
 """Settings of a model endpoint and of the prompts sent to it.
 
-:class:`LLMOptions` is mixed into the annotator's and the criticizer's settings
-classes, so every field is read from that service's environment prefix, e.g.
-``ACT_ANNOTATOR_BASE_URL`` or ``ACT_CRITICIZER_API_KEY``.
+:class:`LLMOptions` is the ``llm`` part of the annotator's and the
+criticizer's settings (:mod:`services.backends.settings`), read from that
+service's environment prefix, e.g. ``ACT_ANNOTATOR_BASE_URL`` or
+``ACT_CRITICIZER_API_KEY``.
 
 Endpoints and keys come only from here, never from a message: a task may name
 the model to use (``ModelRef.model``) but not where the service sends its API

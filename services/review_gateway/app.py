@@ -15,13 +15,13 @@ import structlog
 from act.v1 import review_pb2
 
 from services.review_gateway import metrics
-from services.review_gateway.consumer import ReviewRequestStage, TaskWatcher
+from services.review_gateway.api import ReviewServicer, registration
 from services.review_gateway.db import open_database
 from services.review_gateway.errors import describe_error
-from services.review_gateway.outbox import OutboxRelay
-from services.review_gateway.repository import ReviewStore
-from services.review_gateway.service import ReviewServicer, registration
+from services.review_gateway.relay import OutboxRelay
 from services.review_gateway.settings import GatewaySettings
+from services.review_gateway.stage import ReviewRequestStage, TaskWatcher
+from services.review_gateway.store import ReviewStore
 from services.runtime.app import install_signal_handlers
 from services.runtime.config import KafkaSettings
 from services.runtime.grpc_server import GrpcServer

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pydantic import SecretStr
 
 from services.review_gateway.errors import PermissionDenied, Unauthenticated
-from services.review_gateway.repository import ROLE_ADMIN, Reviewer, ReviewStore
+from services.review_gateway.store import ROLE_ADMIN, Reviewer, ReviewStore
 
 TOKEN_PREFIX = "act_"  # noqa: S105 - a prefix, not a secret
 BOOTSTRAP_ADMIN_ID = "admin"
@@ -33,6 +33,11 @@ def new_token() -> str:
 def token_sha256(token: str) -> str:
     """Hex SHA-256 of a token: what the database stores."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """gRPC call metadata that carries ``token`` (what :func:`bearer_token` reads)."""
+    return (("authorization", f"Bearer {token}"),)
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:

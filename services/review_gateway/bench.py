@@ -19,9 +19,10 @@ from sqlalchemy import insert, text
 
 from services.review_gateway import schema as s
 from services.review_gateway.app import Gateway
+from services.review_gateway.auth import bearer_metadata
 from services.review_gateway.db import create_engine
-from services.review_gateway.repository import now_us
 from services.review_gateway.settings import GatewaySettings
+from services.review_gateway.store import now_us
 
 
 def bench_request(task_id: str, n: int) -> review_pb2.ReviewRequest:
@@ -108,7 +109,7 @@ async def bench_gateway_reviews_per_s(
         await _seed(dsn, schema, task, items)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             stub = api_pb2_grpc.ReviewServiceStub(channel)
-            admin = (("authorization", f"Bearer {admin_token}"),)
+            admin = bearer_metadata(admin_token)
             tokens = []
             for i in range(reviewers):
                 created = await stub.CreateReviewer(
@@ -120,7 +121,7 @@ async def bench_gateway_reviews_per_s(
 
             async def reviewer(token: str) -> None:
                 nonlocal done
-                meta = (("authorization", f"Bearer {token}"),)
+                meta = bearer_metadata(token)
                 loop = asyncio.get_running_loop()
                 while loop.time() < stop_at:
                     leased = await stub.Lease(api_pb2.LeaseRequest(), metadata=meta, timeout=10)

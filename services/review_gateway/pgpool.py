@@ -1,7 +1,7 @@
 """A small pool of raw psycopg connections for the gateway's hot statements.
 
 Lease and Submit on PostgreSQL are one or two SQL statements each (see
-``repository``). Sent through SQLAlchemy's asyncio layer they cost about
+``store.atomic``). Sent through SQLAlchemy's asyncio layer they cost about
 2.2 ms of CPU per lease + submit round trip on the reference machine; through
 psycopg directly about 0.7 ms, which is what lets one gateway process serve
 well over 300 round trips per second. Everything else (migrations, the

@@ -39,6 +39,8 @@ from typing import Any, Literal, TypeVar
 import grpc
 from act.v1 import api_pb2, api_pb2_grpc
 
+from services.review_gateway.auth import bearer_metadata
+
 T = TypeVar("T")
 
 RETRYABLE = frozenset(
@@ -125,7 +127,7 @@ class ReplayReviewer:
         self.history: list[tuple[str, str, str, float]] = []
         #: item_id -> review_id of every accepted submission (``record`` on).
         self.accepted: dict[str, str] = {}
-        self._metadata = (("authorization", f"Bearer {config.token}"),)
+        self._metadata = bearer_metadata(config.token)
         self._idle_since: float | None = None
         self._stop = asyncio.Event()
 

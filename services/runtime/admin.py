@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from services.runtime import kafka_clients
 from services.runtime.config import KafkaSettings
 from services.runtime.topics import TopicCatalog, TopicSpec, default_catalog
 
@@ -48,7 +49,7 @@ async def ensure_topics(
     """
     catalog = catalog or default_catalog()
     wanted = [catalog.get(t) for t in topic_ids] if topic_ids else list(catalog)
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    admin = kafka_clients.admin_client(kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

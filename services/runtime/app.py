@@ -1,12 +1,20 @@
 """Process lifecycle of a service: logs, metrics, gRPC health, signals.
 
 A stage's ``__main__`` builds its settings and stage once (the factory) and
-calls :func:`run_stage`; SIGTERM drains in-flight work, commits it and exits 0.
+calls :func:`run_stage_main`; SIGTERM drains in-flight work, commits it and exits 0.
+
+SIGTERM during start-up (before the gRPC health service reports SERVING)
+abandons the start: nothing has been consumed, so nothing is committed, and
+the process exits 0. Only the interpreter's own start (imports, before
+:func:`run_stage_main` runs) is unguarded: a SIGTERM there ends the process
+with the default action (exit status -15), equally without any effect on
+Kafka. Callers that need a clean exit status wait for SERVING first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -38,16 +46,29 @@ async def serve_stage(
 ) -> int:
     """Run a stage with its gRPC server until SIGTERM; returns the exit code."""
     log = structlog.get_logger(__name__)
+    # Handlers first: a SIGTERM that arrives while the servers and the
+    # consumer start must not kill the process with the default action.
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
     start_metrics_server(settings.metrics_port)
     server = GrpcServer(settings.grpc_port, registrations, settings.grpc_reflection)
     await server.start()
     runner = StageRunner(stage, kafka, settings, catalog)
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
     run = asyncio.create_task(runner.run(), name="act-runner")
     stopper = asyncio.create_task(stop.wait())
     started = asyncio.create_task(runner.started.wait())
-    await asyncio.wait({run, started}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({run, started, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.is_set() and not runner.started.is_set():
+        # SIGTERM during start-up: nothing was consumed, so there is nothing
+        # to drain or commit. Cancel the start and exit 0.
+        log.info("stopped_during_startup")
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await run
+        started.cancel()
+        stopper.cancel()
+        await server.stop()
+        return 0
     if not run.done():
         await server.set_serving(True)
     await asyncio.wait({run, stopper}, return_when=asyncio.FIRST_COMPLETED)

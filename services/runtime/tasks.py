@@ -18,6 +18,7 @@ from act.v1 import task_pb2
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.message import DecodeError
 
+from services.runtime import kafka_clients
 from services.runtime.config import KafkaSettings
 from services.runtime.retry import RetryableError
 from services.runtime.topics import default_catalog
@@ -99,12 +100,7 @@ class TaskRegistry:
 
     async def start(self) -> None:
         """Read the topic to its current end, then keep following it."""
-        consumer = AIOKafkaConsumer(
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self.kafka.client_kwargs(),
-        )
+        consumer = kafka_clients.snapshot_consumer(self.kafka)
         await consumer.start()
         self._consumer = consumer
         await consumer.topics()  # loads cluster metadata; partitions_for_topic reads it

@@ -1,9 +1,12 @@
 """Budget-aware sampling (ACT paper, section 2): which items humans review.
 
-* :mod:`services.sampler.rules` - the three rules and exact batch sampling (pure).
-* :mod:`services.sampler.streaming` - online eps sketch and budget pacer (pure).
-* :mod:`services.sampler.ordering` - per-partition offset order and takeover detection.
-* :mod:`services.sampler.state_store` - reading act.sampler.state and committed offsets.
+* the rules, exact batch sampling and the online eps sketch and pacer are pure
+  code in :mod:`services.core` (``sampling``, ``batch``, ``streaming``).
+* :mod:`services.sampler.settings` - settings and a task's resolved sampling parameters.
+* :mod:`services.sampler.decisions` - a decision as a ReviewRequest or FinalLabel.
+* :mod:`services.sampler.ordering` - per-partition offset order.
+* :mod:`services.sampler.partition` - per-partition state and its changelog writes.
+* :mod:`services.sampler.batches` - batch mode: open and decided batches.
 * :mod:`services.sampler.service` - the ``sampler`` stage on the runtime.
 * :mod:`services.sampler.bench` - ``sampler_items_per_s`` for ``make bench``.
 """

@@ -11,10 +11,10 @@ from services.sampler.service import SamplerSettings, SamplerStage
 def build_stage(settings: SamplerSettings, kafka: KafkaSettings) -> SamplerStage:
     """The stage these settings describe."""
     if settings.task_source == "settings":
-        return SamplerStage(settings, kafka)
+        return SamplerStage(settings)
     registry = TaskRegistry(kafka)
     return SamplerStage(
-        settings, kafka, tasks=registry, on_start=[registry.start], on_stop=[registry.stop]
+        settings, tasks=registry, on_start=[registry.start], on_stop=[registry.stop]
     )
 
 

@@ -5,7 +5,7 @@ streaming-mode :class:`~services.sampler.service.SamplerStage` against a real
 broker. The critiques are produced before the clock starts; the clock runs
 from the stage's first record to the moment the group's committed offsets
 cover every critique, so it measures decide + produce (decision and state
-snapshot) + transactional commit, and not the consumer group join.
+changelog) + transactional commit, and not the consumer group join.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Sequence
 
 from act.v1 import annotation_pb2, critique_pb2, item_pb2
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.runtime import kafka_clients
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
 from services.runtime.runner import StageRunner
@@ -56,7 +57,7 @@ def _critique(task_id: str, item_id: str, eps: float) -> critique_pb2.Critique:
 
 async def _produce(kafka: KafkaSettings, topic: str, items: int) -> None:
     rnd = random.Random(7)
-    producer = AIOKafkaProducer(linger_ms=20, acks="all", **kafka.client_kwargs())
+    producer = kafka_clients.producer(kafka, linger_ms=20, acks="all")
     await producer.start()
     try:
         futures = []
@@ -96,8 +97,11 @@ async def bench_sampler_items_per_s(
     """
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-    await ensure_topics(kafka, replication=1, partitions=partitions, topic_ids=["critiques"])
-    outputs = [t for t in _TOPICS if t != "critiques"]
+    # The changelog is co-partitioned with the input; the outputs are not.
+    await ensure_topics(
+        kafka, replication=1, partitions=partitions, topic_ids=["critiques", "sampler_state"]
+    )
+    outputs = [t for t in _TOPICS if t not in ("critiques", "sampler_state")]
     await ensure_topics(kafka, replication=1, partitions=output_partitions, topic_ids=outputs)
     catalog = default_catalog()
     input_topic = catalog.name("critiques", prefix)
@@ -108,9 +112,9 @@ async def bench_sampler_items_per_s(
         group_id=group, mode="streaming", rule="threshold", budget_fraction=0.1,
         metrics_port=0, grpc_port=0, log_json=True, log_level="WARNING",
     )  # fmt: skip
-    stage = _TimedStage(settings, kafka)
+    stage = _TimedStage(settings)
     runner = StageRunner(stage, kafka, settings)
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    admin = kafka_clients.admin_client(kafka)
     await admin.start()
     tps = [TopicPartition(input_topic, p) for p in range(partitions)]
     run = asyncio.create_task(runner.run())

@@ -1,52 +1,20 @@
-"""Per-partition ordering for the sampler stage: offset verdicts and an ordered executor.
+"""Per-partition ordering for the sampler stage: an ordered executor.
 
 The runner processes a partition's records concurrently and commits their
-outputs in offset order. Streaming state must also *change* in offset order,
-and the stage must notice when another process owned the partition in
-between; both live here, free of any sampling logic.
+outputs in offset order. Streaming state must also *change* in offset order;
+that lives here, free of any sampling logic. (Who owns a partition is the
+runner's business: it tells the stage with ``on_assigned``/``on_revoked``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from services.runtime.retry import PermanentError, RetryableError
-
-
-class Verdict(enum.Enum):
-    """What a record's offset says about this process's view of its partition."""
-
-    FIRST = "first"  # first record of the partition seen by this process
-    NEXT = "next"  # directly after the previous one
-    GAP = "gap"  # after a gap: markers, aborted records, or another owner
-    REGRESS = "regress"  # at or before one seen before: re-delivery
-    RETRY = "retry"  # a retry of a record seen before (attempt > 1)
-
-
-class PartitionTracker:
-    """Offsets seen per input partition, updated in dispatch order (no awaits)."""
-
-    def __init__(self) -> None:
-        self._last: dict[int, int] = {}
-
-    def observe(self, partition: int, offset: int, attempt: int) -> tuple[Verdict, int | None]:
-        """Classify a record and remember its offset; returns (verdict, previous offset)."""
-        if attempt > 1:
-            return Verdict.RETRY, self._last.get(partition)
-        prev = self._last.get(partition)
-        self._last[partition] = offset
-        if prev is None:
-            return Verdict.FIRST, None
-        if offset <= prev:
-            return Verdict.REGRESS, prev
-        if offset == prev + 1:
-            return Verdict.NEXT, prev
-        return Verdict.GAP, prev
 
 
 class Job:
@@ -56,8 +24,8 @@ class Job:
 
     def __init__(self, offset: int) -> None:
         self.offset = offset
-        #: The work, or None while it may not run (gap check pending, or failed
-        #: and waiting for its retry): the queue stops there.
+        #: The work, or None while it may not run (failed and waiting for its
+        #: retry, or its task cancelled): the queue stops there.
         self.work: Callable[[], Awaitable[Any]] | None = None
         self.done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         #: The runner will not retry this attempt: on failure the job leaves.
@@ -168,18 +136,6 @@ class OrderedExecutor:
         self._by_offset.pop(job.offset, None)
 
     def reset(self) -> None:
-        """Forget every job (the partition is being re-delivered from its commit)."""
+        """Forget every job (the partition was revoked)."""
         self._jobs.clear()
         self._by_offset.clear()
-
-    def drop_before(self, job: Job) -> None:
-        """Forget the jobs ahead of ``job`` (records another process has decided)."""
-        while self._jobs and self._jobs[0] is not job:
-            del self._by_offset[self._jobs.popleft().offset]
-
-    def drop(self, job: Job) -> None:
-        """Forget one job that will never run (dead-lettered before its work)."""
-        if self._by_offset.get(job.offset) is job:
-            del self._by_offset[job.offset]
-            self._jobs.remove(job)
-            self.kick()

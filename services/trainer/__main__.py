@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
-from services.runtime.tasks import TaskRegistry
-from services.trainer.service import TrainerSettings, TrainerStage, registrations
+from services.trainer.api import registrations
+from services.trainer.factory import build_trainer
+from services.trainer.settings import TrainerSettings
 
 
 def main() -> None:
-    """Build the stage from the environment and run it until SIGTERM."""
+    """Build the trainer from the environment and run it until SIGTERM."""
     settings = TrainerSettings()
     kafka = KafkaSettings()
-    tasks = TaskRegistry(kafka) if settings.use_task_registry else None
-    stage = TrainerStage(settings, kafka, tasks=tasks)
-    run_stage_main(stage, kafka, settings, registrations(stage))
+    trainer = build_trainer(settings, kafka)
+    run_stage_main(trainer.stage, kafka, settings, registrations(trainer.facade))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Drawing ``delta ~ Bernoulli(pi_B(eps))`` for offline fits and experiments.
 
-The formulas and the exact batch procedure live in :mod:`services.sampler.rules`
+The formulas and the exact batch procedure live in :mod:`services.core.sampling`
+and :mod:`services.core.batch`
 (the sampler service's own code), so an offline experiment samples exactly as
 the production sampler does in batch mode: same rules, same quantiles, same
 hash-derived draws, same ``sum delta <= B`` trim. This module only adapts that
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.sampler.rules import (
+from services.core.batch import batch_summary_and_decisions
+from services.core.sampling import (
     DEFAULT_BETA,
     AlphaMethod,
     Rule,
-    batch_summary_and_decisions,
     bernoulli_draws,
     budget_count,
     budget_quantile,
@@ -49,7 +50,7 @@ class SampledReviews:
     rule: Rule
     budget_fraction: float
     #: Drawn items dropped to keep ``sum delta <= B`` (their recorded pi overstates
-    #: the true inclusion probability slightly; see services.sampler.rules).
+    #: the true inclusion probability slightly; see services.core.batch).
     trimmed: int
     alpha: float | None = None
     beta: float | None = None
@@ -103,7 +104,7 @@ def sample_reviews(
         if rule is Rule.NORMALIZATION:
             pi = normalization_pi(e, b)
         else:
-            from services.sampler.rules import solve_alpha
+            from services.core.sampling import solve_alpha
 
             alpha = (
                 solve_alpha(e, b, beta)

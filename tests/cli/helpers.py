@@ -10,22 +10,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from uuid import uuid4
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from typer.testing import CliRunner, Result
 
 from services.cli.main import app
+from services.devkit.kafkaio import topic
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
-from services.runtime.topics import default_catalog
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def unique_prefix() -> str:
-    return f"t{uuid4().hex[:8]}."
 
 
 def invoke(args: Sequence[str], input: str | bytes | None = None) -> Result:
@@ -71,10 +66,6 @@ async def make_topics(bootstrap: str, prefix: str) -> KafkaSettings:
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     await ensure_topics(kafka, replication=1, partitions=2)
     return kafka
-
-
-def topic(kafka: KafkaSettings, topic_id: str) -> str:
-    return default_catalog().name(topic_id, kafka.topic_prefix)
 
 
 def kafka_args(kafka: KafkaSettings) -> list[str]:

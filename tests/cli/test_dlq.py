@@ -10,7 +10,8 @@ from act.v1 import dlq_pb2
 
 from services.cli import dlq
 from services.cli.kafkaio import Record
-from tests.cli.helpers import ainvoke, kafka_args, make_topics, produce, unique_prefix
+from services.devkit.kafkaio import unique_prefix
+from tests.cli.helpers import ainvoke, kafka_args, make_topics, produce
 
 PAYLOAD = "payload-with-private-words"
 T0 = datetime(2025, 5, 1, tzinfo=UTC)

@@ -14,16 +14,8 @@ import pytest
 from act.v1 import common_pb2, item_pb2
 
 from services.cli import datasets, ingest
-from tests.cli.helpers import (
-    ainvoke,
-    invoke,
-    kafka_args,
-    make_topics,
-    read_all,
-    run_module,
-    topic,
-    unique_prefix,
-)
+from services.devkit.kafkaio import topic, unique_prefix
+from tests.cli.helpers import ainvoke, invoke, kafka_args, make_topics, read_all, run_module
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 SECRET = "zebra-confidential-phrase"

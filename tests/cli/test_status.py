@@ -11,8 +11,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from services.cli import status
+from services.devkit.kafkaio import topic, unique_prefix
 from services.runtime.topics import default_catalog
-from tests.cli.helpers import ainvoke, kafka_args, make_topics, topic, unique_prefix
+from tests.cli.helpers import ainvoke, kafka_args, make_topics
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ import pytest
 from act.v1 import item_pb2
 
 from services.datasets import FASHION_LABELS
-from tests.cli.helpers import ainvoke, kafka_args, make_topics, read_all, unique_prefix
+from services.devkit.kafkaio import unique_prefix
+from tests.cli.helpers import ainvoke, kafka_args, make_topics, read_all
 
 
 @pytest.mark.kafka

@@ -1,4 +1,4 @@
-"""The main job's pure steps: which items stream, the budget guideline, the task."""
+"""The main job's pure steps: which items stream, the budget guideline, the task, progress."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from act.v1 import common_pb2
 
-from services.demo import run as steps
-from services.evaluation.metrics import recommended_budget
+from services.core.metrics import recommended_budget
+from services.demo import plan as steps
+from services.demo.progress import STAGES, Progress
 from services.fewshot.pair import build_pair
 from services.fewshot.pools import builtin_pool
 
@@ -62,8 +63,8 @@ def test_task_names_the_fewshot_models_rule_and_budget(spam) -> None:
 
 
 def test_progress_line_shows_every_stage() -> None:
-    progress = steps.Progress({s: i * 10 for i, s in enumerate(steps.STAGES)}, 2, 7)
+    progress = Progress({s: i * 10 for i, s in enumerate(STAGES)}, 2, 7)
     line = progress.line(100, 3.0)
-    for stage in steps.STAGES:
+    for stage in STAGES:
         assert stage in line
     assert "trainer    40" in line and "reviews 7" in line and "dead letters 2" in line

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.evaluation import (
+from services.core.baselines import oracle_critic_eps, random_critic_eps
+from services.core.metrics import (
     abs_score,
     accuracy,
     aqg,
@@ -16,9 +17,7 @@ from services.evaluation import (
     expected_corrections,
     ideal_budget,
     oracle_abs,
-    oracle_critic_eps,
     random_abs_moments,
-    random_critic_eps,
     recommended_budget,
     review_order,
 )

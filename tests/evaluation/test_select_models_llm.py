@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from services.datasets import load_spam_assassin
+from services.devkit.fault_server import spawn
 from tests.cli.helpers import invoke
-from tests.llm.fault_server import spawn
 
 
 @pytest.fixture

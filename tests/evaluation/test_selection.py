@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from services.evaluation.selection import render_report, select_models
+from services.core.selection import render_report, select_models
 
 
 def _labels_with_accuracy(human: np.ndarray, acc: float, rng: np.random.Generator) -> np.ndarray:

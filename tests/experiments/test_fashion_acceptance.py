@@ -22,16 +22,16 @@ import pytest
 
 from services.experiments.annotations import fewshot_provider
 from services.experiments.data import load_experiment_data
-from services.experiments.table import (
+from services.experiments.methods import (
     ACT_DATA_CE,
     ACT_EXP,
     ACT_NORM,
     ACT_THRE,
     MACHINE_ONLY,
     TableConfig,
-    TableResult,
-    compute_table,
 )
+from services.experiments.results import TableResult
+from services.experiments.table import compute_table
 
 pytestmark = [pytest.mark.slow]
 

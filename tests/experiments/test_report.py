@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from services.experiments.__main__ import parse_args
+from services.experiments.methods import TableConfig
 from services.experiments.report import write_report
-from services.experiments.table import TableConfig, compute_table, run_table
+from services.experiments.table import compute_table, table_result
 from services.trainer.sampling import Rule, sample_reviews
 from tests.experiments.support import synthetic_annotations, synthetic_data
 
@@ -78,18 +79,19 @@ def test_table_report_and_plots(tmp_path: Path) -> None:
     assert len(doc["runs"]) == len(result.runs)
 
 
-def test_run_table_returns_the_bench_keys(tmp_path: Path) -> None:
+def test_table_result_returns_the_bench_keys_and_writes_the_report(tmp_path: Path) -> None:
     data = synthetic_data(200)
     ann = synthetic_annotations(data)
-    out = run_table(
+    result = table_result(
         "fashion",
         seeds=2,
         budget=0.3,
         data=data,
         annotations=ann,
         config=TableConfig(epochs=1, lambdas=(1.0,), include_reviewed_only=False),
-        out_dir=tmp_path,
     )
+    write_report(result, tmp_path / result.dataset)
+    out = result.summary()
     for key in KEYS:
         assert np.isfinite(out[f"fashion_{key}"])
     assert out["fashion_budget"] == pytest.approx(30.0)

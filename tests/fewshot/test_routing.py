@@ -9,9 +9,9 @@ import pytest
 from act.v1 import annotation_pb2, common_pb2, task_pb2
 
 from services.annotator.__main__ import build_stage as build_annotator
-from services.annotator.service import AnnotatorSettings
+from services.annotator.settings import AnnotatorSettings
 from services.criticizer.__main__ import build_stage as build_criticizer
-from services.criticizer.service import CriticizerSettings
+from services.criticizer.settings import CriticizerSettings
 from services.fewshot import pair as pair_module
 from services.fewshot.pools import builtin_pool
 from services.fewshot.routing import FewShotAnnotatorRouter, FewShotCriticRouter
@@ -90,11 +90,14 @@ async def test_bad_refs_are_permanent_errors_and_not_cached() -> None:
 def test_services_select_the_fewshot_backend_from_settings() -> None:
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     annotator = build_annotator(
-        AnnotatorSettings(backend="local-fewshot", fewshot_dataset="spam-assassin"), kafka
+        AnnotatorSettings(backend={"backend": "local-fewshot", "fewshot_dataset": "spam-assassin"}),
+        kafka,
     )
-    critic = build_criticizer(CriticizerSettings(backend="local-fewshot"), kafka)
+    critic = build_criticizer(CriticizerSettings(backend={"backend": "local-fewshot"}), kafka)
     assert isinstance(annotator.backend, FewShotAnnotatorRouter)
     assert isinstance(critic.backend, FewShotCriticRouter)
     assert annotator.provider == critic.provider == "local-fewshot"
-    llm = build_annotator(AnnotatorSettings(base_url="http://127.0.0.1:1/v1", model="m"), kafka)
+    llm = build_annotator(
+        AnnotatorSettings(llm={"base_url": "http://127.0.0.1:1/v1", "model": "m"}), kafka
+    )
     assert llm.provider == "openai" and not isinstance(llm.backend, FewShotAnnotatorRouter)

@@ -13,31 +13,35 @@ import importlib
 
 import pytest
 
+from services.backends.settings import ComposedSettings
 from services.k8sgen import render
 from services.runtime.config import KafkaSettings
 from tests.k8s.conftest import find
 
 SETTINGS = {
-    "annotator": ("services.annotator.service", "AnnotatorSettings", "ACT_ANNOTATOR_"),
-    "criticizer": ("services.criticizer.service", "CriticizerSettings", "ACT_CRITICIZER_"),
+    "annotator": ("services.annotator.settings", "AnnotatorSettings", "ACT_ANNOTATOR_"),
+    "criticizer": ("services.criticizer.settings", "CriticizerSettings", "ACT_CRITICIZER_"),
     "sampler": ("services.sampler.service", "SamplerSettings", "ACT_SAMPLER_"),
     "review-gateway": ("services.review_gateway.settings", "GatewaySettings", "ACT_GATEWAY_"),
-    "trainer": ("services.trainer.service", "TrainerSettings", "ACT_TRAINER_"),
+    "trainer": ("services.trainer.settings", "TrainerSettings", "ACT_TRAINER_"),
 }
 
 
-def _settings_fields(module: str, cls: str) -> set[str]:
+def _settings_fields(module: str, cls: str, prefix: str) -> set[str]:
+    """The setting names a service reads after its prefix (a composed class: its parts' too)."""
     try:
         settings = getattr(importlib.import_module(module), cls)
     except (ImportError, AttributeError):
         pytest.skip(f"{module}.{cls} does not exist yet")
+    if issubclass(settings, ComposedSettings):
+        return {name.removeprefix(prefix).lower() for name in settings.env_names()}
     return set(settings.model_fields)
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_config_keys_are_settings_of_the_service(overlays, service):
     module, cls, prefix = SETTINGS[service]
-    fields = _settings_fields(module, cls)
+    fields = _settings_fields(module, cls, prefix)
     for overlay in render.OVERLAYS:
         for cm in find(overlays[overlay], "ConfigMap", f"{service}-config"):
             for key in cm["data"]:

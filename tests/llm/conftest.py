@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.devkit.stack import free_port
 from tests.llm.smollm2 import SmolLM2Server, missing_packages
-from tests.support.stack import free_port
 
 
 @pytest.fixture(scope="session")

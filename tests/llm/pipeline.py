@@ -14,12 +14,15 @@ from typing import TypeVar
 from act.v1 import annotation_pb2, critique_pb2, dlq_pb2, item_pb2, task_pb2
 from aiokafka import AIOKafkaProducer
 
-from services.annotator.service import AnnotatorSettings, AnnotatorStage
-from services.criticizer.service import CriticizerSettings, CriticizerStage
+from services.annotator.settings import AnnotatorSettings
+from services.annotator.stage import AnnotatorStage
+from services.criticizer.settings import CriticizerSettings
+from services.criticizer.stage import CriticizerStage
+from services.devkit.kafkaio import make_topics, topic, unique_prefix
 from services.models.base import AnnotatorBackend, CriticBackend
 from services.runtime.runner import StageRunner
 from services.runtime.tasks import StaticTaskSource
-from tests.support.kafkaio import Collector, make_topics, topic, unique_prefix
+from tests.support.kafkaio import Collector
 
 S = TypeVar("S", AnnotatorSettings, CriticizerSettings)
 
@@ -57,7 +60,7 @@ class PipelineResult:
 
 
 def stage_settings(cls: type[S], group: str, **overrides: object) -> S:
-    """Runtime settings for a test stage (no metrics/gRPC ports, quick backoff)."""
+    """A test stage's settings (runtime part: no metrics/gRPC ports, quick backoff)."""
     base: dict[str, object] = {
         "group_id": group,
         "metrics_port": 0,
@@ -73,7 +76,7 @@ def stage_settings(cls: type[S], group: str, **overrides: object) -> S:
         "heartbeat_interval_ms": 1_000,
     }
     base.update(overrides)
-    return cls(**base)  # type: ignore[arg-type]
+    return cls(stage=base)  # type: ignore[arg-type]
 
 
 async def produce(bootstrap: str, topic_name: str, items: Sequence[item_pb2.Item]) -> None:
@@ -114,8 +117,8 @@ async def run_pipeline(
     c_settings = stage_settings(
         CriticizerSettings, f"act-criticizer-{run_id}", **(critic_overrides or {})
     )
-    a_runner = StageRunner(AnnotatorStage(annotator, source), kafka, a_settings)
-    c_runner = StageRunner(CriticizerStage(critic, source), kafka, c_settings)
+    a_runner = StageRunner(AnnotatorStage(annotator, source), kafka, a_settings.stage)
+    c_runner = StageRunner(CriticizerStage(critic, source), kafka, c_settings.stage)
     collector = Collector(kafka, ["annotations", "critiques", "dlq"])
     await collector.start()
     runs = [asyncio.create_task(a_runner.run()), asyncio.create_task(c_runner.run())]

@@ -11,6 +11,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from services.devkit.fault_server import FaultConfig, OpenAIFaultServer
+from services.devkit.stack import free_port
 from services.llm.base import retry_after_s
 from services.llm.factory import make_client
 from services.llm.openai_client import (
@@ -21,8 +23,6 @@ from services.llm.openai_client import (
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ImagePart, Message, TextPart
 from services.runtime.retry import PermanentError, RetryableError
-from tests.llm.fault_server import FaultConfig, OpenAIFaultServer
-from tests.support.stack import free_port
 
 SYSTEM = "Reply [label_index].\n0: ham\n1: spam\n"
 

@@ -12,11 +12,11 @@ import pytest
 from act.v1 import common_pb2 as C
 from act.v1 import item_pb2, task_pb2
 
-from services.annotator.backend import LLMAnnotatorBackend
-from services.criticizer.backend import LLMCriticBackend
+from services.devkit.fault_server import FaultConfig, OpenAIFaultServer
+from services.llm.annotator.backend import LLMAnnotatorBackend
+from services.llm.critic.backend import LLMCriticBackend
 from services.llm.openai_client import OpenAICompatibleClient
 from services.llm.settings import LLMOptions
-from tests.llm.fault_server import FaultConfig, OpenAIFaultServer
 from tests.llm.pipeline import run_pipeline
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -19,9 +19,9 @@ import pytest
 from act.v1 import common_pb2 as C
 from act.v1 import item_pb2, task_pb2
 
-from services.annotator.backend import LLMAnnotatorBackend
-from services.criticizer.backend import LLMCriticBackend
-from services.criticizer.scoring import MC_EPS
+from services.llm.annotator.backend import LLMAnnotatorBackend
+from services.llm.critic.backend import LLMCriticBackend
+from services.llm.critic.scoring import MC_EPS
 from services.llm.openai_client import OpenAICompatibleClient
 from services.llm.settings import LLMOptions
 from tests.llm.pipeline import run_pipeline

@@ -18,8 +18,8 @@ from sqlalchemy import text
 
 from services.review_gateway.app import Gateway
 from services.review_gateway.db import create_engine, normalize_url
-from services.review_gateway.repository import ReviewStore
 from services.review_gateway.settings import GatewaySettings
+from services.review_gateway.store import ReviewStore
 from tests.review_gateway.support import ADMIN_TOKEN, Client, make_task
 
 

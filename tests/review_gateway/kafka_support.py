@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from act.v1 import review_pb2, task_pb2
 from aiokafka import AIOKafkaProducer
 
+from services.devkit.kafkaio import topic
 from services.runtime.config import KafkaSettings
-from tests.support.kafkaio import Collector, topic
+from tests.support.kafkaio import Collector
 
 
 async def produce(

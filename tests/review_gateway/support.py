@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.review_gateway import schema as s
+from services.review_gateway.auth import bearer_metadata
 
 ADMIN_TOKEN = "test-admin-token-" + uuid.uuid4().hex
 LABELS = ("ok", "spam", "harmful")
@@ -61,17 +62,12 @@ def make_request(
     return request
 
 
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata carrying a bearer token."""
-    return (("authorization", f"Bearer {token}"),)
-
-
 class Client:
     """A ReviewService stub bound to one token, with a deadline on every call."""
 
     def __init__(self, channel: grpc.aio.Channel, token: str | None, timeout: float = 10.0):
         self.stub = api_pb2_grpc.ReviewServiceStub(channel)
-        self.metadata = bearer(token) if token else ()
+        self.metadata = bearer_metadata(token) if token else ()
         self.timeout = timeout
 
     def __getattr__(self, name: str) -> Any:

@@ -22,6 +22,17 @@ import pytest
 from act.v1 import api_pb2
 from sqlalchemy import text
 
+from services.devkit.kafkaio import make_topics, unique_prefix
+from services.devkit.processes import (
+    read_log,
+    reap,
+    sigkill,
+    sigterm,
+    spawn_service,
+    wait_serving,
+    wait_until,
+)
+from services.devkit.stack import free_port
 from services.review_gateway.db import create_engine
 from services.review_gateway.replay import ReplayConfig, ReplayReviewer
 from tests.review_gateway.conftest import Database
@@ -32,17 +43,7 @@ from tests.review_gateway.kafka_support import (
     produce_task,
 )
 from tests.review_gateway.support import ADMIN_TOKEN, Client, make_request, make_task
-from tests.support.kafkaio import Collector, make_topics, unique_prefix
-from tests.support.procs import (
-    read_log,
-    reap,
-    sigkill,
-    sigterm,
-    spawn_service,
-    wait_serving,
-    wait_until,
-)
-from tests.support.stack import free_port
+from tests.support.kafkaio import Collector
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

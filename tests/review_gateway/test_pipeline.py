@@ -12,6 +12,7 @@ import grpc
 import pytest
 from act.v1 import api_pb2, common_pb2
 
+from services.devkit.kafkaio import make_topics, unique_prefix
 from services.review_gateway.app import Gateway
 from services.review_gateway.replay import ReplayConfig, ReplayReviewer
 from tests.review_gateway.conftest import Database, gateway_settings
@@ -22,7 +23,7 @@ from tests.review_gateway.kafka_support import (
     produce_task,
 )
 from tests.review_gateway.support import ADMIN_TOKEN, Client, make_request, make_task
-from tests.support.kafkaio import Collector, make_topics, unique_prefix
+from tests.support.kafkaio import Collector
 
 pytestmark = [pytest.mark.kafka]
 

@@ -9,8 +9,9 @@ import grpc
 import pytest
 from act.v1 import api_pb2, api_pb2_grpc
 
+from services.review_gateway.auth import bearer_metadata
 from tests.review_gateway.conftest import Running
-from tests.review_gateway.support import Client, bearer, counts, make_request, queue_states
+from tests.review_gateway.support import Client, counts, make_request, queue_states
 
 
 @contextlib.asynccontextmanager
@@ -178,4 +179,4 @@ async def test_tokens_are_stored_hashed(running: Running):
     assert created.token not in stored
     ok = running.client(created.token)
     assert (await ok.GetReviewerStats(api_pb2.GetReviewerStatsRequest())).name == "dave"
-    assert bearer("x") == (("authorization", "Bearer x"),)
+    assert bearer_metadata("x") == (("authorization", "Bearer x"),)

@@ -1,6 +1,6 @@
 """Exactly-once stage transitions across SIGKILLs and a broker restart.
 
-A stage built on the runtime (tests.support.stages.EchoStage) runs as its own
+A stage built on the runtime (services.devkit.echo.EchoStage) runs as its own
 process; the test kills it with SIGKILL at random points of the stream and
 restarts it, and reads the output ``read_committed`` all along: every input
 must appear exactly once.
@@ -18,14 +18,9 @@ from pathlib import Path
 import pytest
 from act.v1 import annotation_pb2
 
-from tests.support.kafkaio import (
-    Collector,
-    make_topics,
-    produce_items,
-    spawn_echo_stage,
-    unique_prefix,
-)
-from tests.support.stack import LocalBroker, free_port
+from services.devkit.kafkaio import make_topics, produce_items, unique_prefix
+from services.devkit.stack import LocalBroker, free_port
+from tests.support.kafkaio import Collector, spawn_echo_stage
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import urllib.request
 from pathlib import Path
 
@@ -12,14 +13,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.kafkaio import (
-    Collector,
-    make_topics,
-    produce_items,
-    spawn_echo_stage,
-    unique_prefix,
-)
-from tests.support.stack import free_port
+from services.devkit.kafkaio import make_topics, produce_items, unique_prefix
+from services.devkit.processes import read_log, reap
+from services.devkit.stack import free_port
+from services.runtime.config import KafkaSettings
+from tests.support.kafkaio import Collector, spawn_echo_stage
 
 pytestmark = [pytest.mark.kafka]
 
@@ -95,3 +93,44 @@ async def test_health_metrics_logs_and_graceful_sigterm(kafka_bootstrap: str, tm
     assert any(e["event"] == "stage_stopped" for e in events)
     assert all(e.get("service") == "echo" for e in events)
     assert "text of" not in text  # item content never reaches the logs
+
+
+async def test_sigterm_during_startup_exits_0_without_committing(tmp_path: Path) -> None:
+    """SIGTERM while the stage is still starting (here: its broker never answers)
+    abandons the start: the process exits 0 and reports NOT_SERVING until then."""
+    # A listener that never accepts: the TCP handshake completes in the kernel's
+    # backlog, and the Kafka client waits for an answer that never comes.
+    silent = socket.create_server(("127.0.0.1", 0))
+    grpc_port, metrics_port = free_port(), free_port()
+    log = tmp_path / "stage.log"
+    kafka = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}", topic_prefix="none."
+    )
+    proc = spawn_echo_stage(
+        kafka,
+        "startup-sigterm",
+        log,
+        ACT_ECHO_GRPC_PORT=str(grpc_port),
+        ACT_ECHO_METRICS_PORT=str(metrics_port),
+    )
+    try:
+        # The metrics server starts after the signal handlers are installed, and
+        # the health service answers NOT_SERVING while the consumer connects.
+        status = None
+        for _ in range(300):
+            assert proc.poll() is None, read_log(log)
+            try:
+                status = await _health(grpc_port)
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, read_log(log)
+    finally:
+        reap(proc)
+        silent.close()
+    events = [json.loads(line) for line in read_log(log).splitlines() if line.startswith("{")]
+    assert any(e["event"] == "stopped_during_startup" for e in events)
+    assert not any(e["event"] == "stage_started" for e in events)

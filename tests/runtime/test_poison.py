@@ -7,17 +7,11 @@ import asyncio
 import pytest
 from act.v1 import annotation_pb2, dlq_pb2
 
+from services.devkit.echo import EchoStage
+from services.devkit.kafkaio import make_topics, produce_items, produce_raw, topic, unique_prefix
 from services.runtime.config import StageSettings
 from services.runtime.runner import StageRunner
-from tests.support.kafkaio import (
-    Collector,
-    make_topics,
-    produce_items,
-    produce_raw,
-    topic,
-    unique_prefix,
-)
-from tests.support.stages import EchoStage
+from tests.support.kafkaio import Collector
 
 pytestmark = [pytest.mark.kafka]
 

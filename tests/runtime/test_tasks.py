@@ -8,8 +8,8 @@ import pytest
 from act.v1 import task_pb2
 from aiokafka import AIOKafkaProducer
 
+from services.devkit.kafkaio import make_topics, topic, unique_prefix
 from services.runtime.tasks import StaticTaskSource, TaskNotFoundError, TaskRegistry, fold_tasks
-from tests.support.kafkaio import make_topics, topic, unique_prefix
 
 
 def test_fold_keeps_latest_and_honours_tombstones():

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from act.v1 import annotation_pb2, critique_pb2, item_pb2, review_pb2, sampling_pb2
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.devkit.kafkaio import topic
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
 from services.runtime.runner import StageRunner
-from services.runtime.topics import default_catalog
 from services.sampler.service import SamplerSettings, SamplerStage
 
 TOPICS = ["tasks", "critiques", "review_requests", "labels", "sampler_state", "dlq"]
@@ -47,11 +47,6 @@ async def make_kafka(bootstrap: str, partitions: int) -> KafkaSettings:
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.")
     await ensure_topics(kafka, replication=1, partitions=partitions, topic_ids=TOPICS)
     return kafka
-
-
-def topic(kafka: KafkaSettings, topic_id: str) -> str:
-    """Full broker name of a topic id under the test's prefix."""
-    return default_catalog().name(topic_id, kafka.topic_prefix)
 
 
 async def produce(
@@ -197,7 +192,7 @@ async def running_stage(
     kafka: KafkaSettings, settings: SamplerSettings
 ) -> AsyncIterator[tuple[StageRunner[critique_pb2.Critique], SamplerStage]]:
     """Run the sampler in-process until the block ends (graceful stop)."""
-    stage = SamplerStage(settings, kafka)
+    stage = SamplerStage(settings)
     runner = StageRunner(stage, kafka, settings)
     task = asyncio.create_task(runner.run())
     try:

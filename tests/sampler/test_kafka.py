@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from act.v1 import critique_pb2
+from act.v1 import common_pb2, critique_pb2, task_pb2
+from aiokafka.errors import KafkaError
 
+from services.cli.taskio import publish_task
+from services.core.batch import BatchSummary
+from services.devkit.processes import read_log, reap, sigkill, sigterm, spawn_service, wait_serving
+from services.devkit.stack import free_port
 from services.runtime.config import KafkaSettings
 from services.sampler.bench import bench_sampler_items_per_s
-from services.sampler.rules import BatchSummary
 
 from .support import (
     committed_offsets,
@@ -31,7 +31,6 @@ from .support import (
 )
 
 pytestmark = pytest.mark.kafka
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def skewed_critiques(
@@ -45,7 +44,12 @@ async def wait_committed(
     kafka: KafkaSettings, group: str, partitions: int, total: int, timeout_s: float = 120
 ) -> None:
     deadline = time.monotonic() + timeout_s
-    while sum(max(0, o) for o in await committed_offsets(kafka, group, partitions)) < total:
+    while True:
+        try:
+            if sum(max(0, o) for o in await committed_offsets(kafka, group, partitions)) >= total:
+                return
+        except KafkaError:  # the group's coordinator is still being elected or loaded
+            pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"sampler did not commit {total} records")
         await asyncio.sleep(0.1)
@@ -114,10 +118,10 @@ async def test_batch_mode_normalization_never_exceeds_the_budget(kafka_bootstrap
 async def test_streaming_state_survives_a_restart_exactly(kafka_bootstrap: str) -> None:
     """Run, stop, run again: the second run continues the first run's state, so every
     decision equals that of an uninterrupted run; upstream transactions leave offset
-    gaps (commit markers) the stage must tell apart from another owner's work."""
+    gaps (commit markers) in the input."""
     partitions, n = 3, 3000
     items = skewed_critiques(n)
-    settings = {"window_items": 200, "snapshot_every": 50, "rule": "normalization"}
+    settings = {"window_items": 200, "rule": "normalization"}
     reference = await reference_decisions(kafka_bootstrap, items, partitions, **settings)
 
     kafka = await make_kafka(kafka_bootstrap, partitions)
@@ -138,54 +142,66 @@ async def test_streaming_state_survives_a_restart_exactly(kafka_bootstrap: str) 
 
 
 @pytest.mark.slow
-async def test_sigkill_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap: str) -> None:
+async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """SIGKILL the sampler process three times mid-stream, then stop it with SIGTERM:
+    every item is decided exactly once, exactly as by an uninterrupted run.
+
+    The process takes its task from the tasks topic, as in production. Each
+    restart is waited on until it serves gRPC health (SERVING), so SIGTERM and
+    the next kill land on a started sampler."""
     partitions, n = 3, 9000
     items = skewed_critiques(n, seed=4)
-    settings = {"window_items": 500, "snapshot_every": 100, "rule": "threshold"}
+    settings = {"window_items": 500, "rule": "threshold"}
     reference = await reference_decisions(kafka_bootstrap, items, partitions, **settings)
 
     kafka = await make_kafka(kafka_bootstrap, partitions)
     group = f"g-{kafka.topic_prefix}"
+    # The same sampling as the reference run's settings, defined by the task.
+    await publish_task(
+        kafka,
+        task_pb2.Task(
+            task_id="task-1",
+            budget=task_pb2.Budget(fraction=0.1, window_items=500),
+            sampling=task_pb2.SamplingConfig(rule=common_pb2.SAMPLING_RULE_THRESHOLD),
+        ),
+    )
     await produce(kafka, items)
+    grpc_port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
         "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "ACT_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
         "ACT_SAMPLER_GROUP_ID": group,
         "ACT_SAMPLER_METRICS_PORT": "0",
-        "ACT_SAMPLER_GRPC_PORT": "0",
+        "ACT_SAMPLER_GRPC_PORT": str(grpc_port),
         "ACT_SAMPLER_SESSION_TIMEOUT_MS": "6000",
         "ACT_SAMPLER_HEARTBEAT_INTERVAL_MS": "500",
         "ACT_SAMPLER_COMMIT_MAX_RECORDS": "200",
         "ACT_SAMPLER_LOG_LEVEL": "WARNING",
-        # services.runtime.tasks.TaskRegistry.start awaits a synchronous aiokafka
-        # call (TypeError at start-up), so this test takes the task from settings.
-        "ACT_SAMPLER_TASK_SOURCE": "settings",
-        **{f"ACT_SAMPLER_{k.upper()}": str(v) for k, v in settings.items()},
+        "ACT_SAMPLER_TASK_SOURCE": "topic",
     }
+    log = tmp_path / "sampler.log"
     kills = 0
     for target in (1500, 4000, 6500, None):
-        proc = subprocess.Popen([sys.executable, "-m", "services.sampler"], cwd=ROOT, env=env)
+        proc = spawn_service("services.sampler", env, log)
         try:
+            await wait_serving(grpc_port, proc, what="sampler", timeout=90)
             if target is None:
                 await wait_committed(kafka, group, partitions, n, timeout_s=180)
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=60) == 0
+                assert sigterm(proc) == 0, read_log(log)
             else:
                 await wait_committed(kafka, group, partitions, target, timeout_s=120)
-                proc.kill()  # SIGKILL: no drain, open transactions abandoned
-                proc.wait(timeout=30)
+                sigkill(proc)  # no drain, open transactions abandoned
                 kills += 1
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
     assert kills == 3
     out = await read_outputs(kafka, expect_decided=n, settle_s=1.0)
     assert out.dead == 0
     assert Counter(Counter(out.item_ids()).values()) == {1: n}  # exactly one label or request each
     assert eps_of(out) == reference  # and the very decisions of an uninterrupted run
+    assert all(r.task.task_id == "task-1" for r in out.requests)  # the task came from the topic
 
 
 async def test_benchmark_function_runs(kafka_bootstrap: str) -> None:

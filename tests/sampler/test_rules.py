@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from services.sampler import rules as r
-from services.sampler.rules import Rule
+from services.core import batch as rb
+from services.core import sampling as r
+from services.core.sampling import Rule
 
 SIGMA = 4.0  # binomial tolerance: a correct sampler fails a 4-sigma check ~1e-4 of the time
 
@@ -129,7 +130,7 @@ def test_selection_frequency_matches_pi_over_seeds(rule: Rule, alpha_method: str
     kept = np.zeros(n)
     pi = None
     for seed in range(seeds):
-        _summary, decisions = r.batch_summary_and_decisions(
+        _summary, decisions = rb.batch_summary_and_decisions(
             eps,
             ids,
             rule,
@@ -172,7 +173,7 @@ def test_budget_is_never_exceeded(rule: Rule, pi_min: float) -> None:
         eps = rng.choice(
             [_skewed(n, trial), rng.uniform(0, 1, n), np.round(rng.uniform(0, 1, n), 1)]
         )
-        decisions = r.sample_batch(
+        decisions = rb.sample_batch(
             eps, _ids(n), rule, fraction, pi_min=pi_min, seed=trial, task_id="t"
         )
         assert sum(d.delta for d in decisions) <= math.floor(fraction * n + 1e-9)
@@ -182,7 +183,7 @@ def test_threshold_selects_exactly_the_top_b_by_eps() -> None:
     eps = _skewed(1000, seed=3)
     ids = _ids(1000)
     for fraction in (0.01, 0.1, 0.25):
-        decisions = r.sample_batch(eps, ids, Rule.THRESHOLD, fraction, seed=9, task_id="t")
+        decisions = rb.sample_batch(eps, ids, Rule.THRESHOLD, fraction, seed=9, task_id="t")
         b = r.budget_count(fraction, 1000)
         chosen = {d.item_id for d in decisions if d.delta}
         top = {ids[i] for i in np.argsort(-eps)[:b]}
@@ -196,7 +197,7 @@ def test_threshold_ties_at_tau_are_broken_by_the_draw_with_the_tie_share_as_pi()
     ids = _ids(10)
     taken = np.zeros(10)
     for seed in range(400):
-        decisions = r.sample_batch(eps, ids, Rule.THRESHOLD, 0.4, seed=seed, task_id="t")
+        decisions = rb.sample_batch(eps, ids, Rule.THRESHOLD, 0.4, seed=seed, task_id="t")
         assert sum(d.delta for d in decisions) == 4  # exactly B, not all six items >= tau
         assert [d.pi for d in decisions] == [1.0, 1.0] + [0.5] * 4 + [0.0] * 4
         taken += [d.delta for d in decisions]
@@ -214,8 +215,8 @@ def test_small_budget_normalization_gives_q_near_zero_thresholding_q_one() -> No
     """
     eps = _skewed(5000, seed=21)
     ids = _ids(5000)
-    norm = r.sample_batch(eps, ids, Rule.NORMALIZATION, 0.1, seed=1, task_id="t")
-    thre = r.sample_batch(eps, ids, Rule.THRESHOLD, 0.1, seed=1, task_id="t")
+    norm = rb.sample_batch(eps, ids, Rule.NORMALIZATION, 0.1, seed=1, task_id="t")
+    thre = rb.sample_batch(eps, ids, Rule.THRESHOLD, 0.1, seed=1, task_id="t")
     norm_pi = np.array([d.pi for d in norm if d.delta])
     thre_pi = np.array([d.pi for d in thre if d.delta])
     assert norm_pi.min() < 0.01  # q -> 0
@@ -234,7 +235,7 @@ def test_pi_floor_reaches_items_the_rule_would_never_review(rule: Rule) -> None:
     for pi_min, expect_rate in ((0.0, 0.0), (floor, floor)):
         drawn = 0
         for seed in range(seeds):
-            decisions = r.sample_batch(eps, ids, rule, 0.1, pi_min=pi_min, seed=seed, task_id="t")
+            decisions = rb.sample_batch(eps, ids, rule, 0.1, pi_min=pi_min, seed=seed, task_id="t")
             assert sum(d.delta for d in decisions) <= 200
             assert all(d.pi >= pi_min for d in decisions)
             drawn += sum(d.delta or d.trimmed for d, z in zip(decisions, zero, strict=True) if z)
@@ -253,13 +254,13 @@ def test_single_item_decisions_equal_the_batch_and_the_summary_round_trips() -> 
     eps = np.round(_skewed(500, seed=8), 2)  # coarse values: ties everywhere
     ids = _ids(500)
     for rule in Rule:
-        summary, decisions = r.batch_summary_and_decisions(
+        summary, decisions = rb.batch_summary_and_decisions(
             eps, ids, rule, 0.1, pi_min=0.01, seed=4, task_id="t"
         )
-        restored = r.BatchSummary.from_bytes(summary.to_bytes())
+        restored = rb.BatchSummary.from_bytes(summary.to_bytes())
         assert restored == summary
         for d in decisions:
-            again = r.decide_in_batch(
+            again = rb.decide_in_batch(
                 restored, d.eps, r.bernoulli_draw(4, "t", d.item_id), d.item_id
             )
             assert again == d
@@ -269,8 +270,8 @@ def test_single_item_decisions_equal_the_batch_and_the_summary_round_trips() -> 
 
 def test_batch_is_reproducible() -> None:
     eps = _skewed(300)
-    first = r.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=42, task_id="t")
-    again = r.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=42, task_id="t")
-    other = r.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=43, task_id="t")
+    first = rb.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=42, task_id="t")
+    again = rb.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=42, task_id="t")
+    other = rb.sample_batch(eps, _ids(300), Rule.NORMALIZATION, 0.1, seed=43, task_id="t")
     assert first == again
     assert [d.delta for d in first] != [d.delta for d in other]

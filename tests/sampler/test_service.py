@@ -1,4 +1,8 @@
-"""The sampler stage without a broker: outputs, ordering, state restore, batches."""
+"""The sampler stage without a broker: outputs, ordering, partition state, batches.
+
+The runner's side (partition hooks, committed changelog, commits of a
+prefix) is played by :class:`~tests.sampler.memory_runtime.MemoryRuntime`.
+"""
 
 from __future__ import annotations
 
@@ -10,81 +14,39 @@ import pytest
 from act.v1 import common_pb2, critique_pb2, review_pb2, sampling_pb2, task_pb2
 from pydantic import ValidationError
 
+from services.core.batch import BatchSummary
+from services.core.sampling import Rule, bernoulli_draw
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope, Output
+from services.runtime.stage import Output
 from services.runtime.tasks import StaticTaskSource, TaskNotFoundError
-from services.sampler.ordering import OrderedExecutor, PartitionTracker, Verdict
-from services.sampler.rules import BatchSummary, Rule, bernoulli_draw
+from services.sampler.ordering import OrderedExecutor
 from services.sampler.service import SamplerSettings, SamplerStage, TaskSampling, request_id
 
+from .memory_runtime import MemoryRuntime, envelope
 from .support import critique
 
 
-class FakeBackend:
-    """In-memory act.sampler.state, input partitions and committed offsets."""
-
-    def __init__(self, partitions: int = 4) -> None:
-        self.states: dict[str, sampling_pb2.SamplerState] = {}
-        self.inputs: dict[int, dict[int, bytes]] = {}
-        self.committed_offsets: dict[int, int] = {}
-        self.partitions = partitions
-        self.fail_committed = 0
-        self.fail_latest = 0
-        self.latest_calls: list[str] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def latest(self, key: str) -> sampling_pb2.SamplerState | None:
-        self.latest_calls.append(key)
-        if self.fail_latest:
-            self.fail_latest -= 1
-            raise ConnectionError("broker unavailable")
-        return self.states.get(key)
-
-    async def committed(self, partition: int) -> int | None:
-        if self.fail_committed:
-            self.fail_committed -= 1
-            raise ConnectionError("broker unavailable")
-        return self.committed_offsets.get(partition)
-
-    async def input_partitions(self) -> int:
-        return self.partitions
-
-    async def replay(self, partition: int, start: int, end: int) -> list[tuple[int, bytes]]:
-        records = self.inputs.get(partition, {})
-        return [(o, v) for o, v in sorted(records.items()) if start <= o < end]
-
-    def commit(self, partition: int, offset: int, outputs: Sequence[Output]) -> None:
-        """What a committed transaction leaves behind."""
-        for o in outputs:
-            if o.topic == "sampler_state":
-                assert isinstance(o.value, sampling_pb2.SamplerState)
-                self.states[o.key] = o.value
-        self.committed_offsets[partition] = offset + 1
-
-
-def envelope(
-    c: critique_pb2.Critique, partition: int = 0, offset: int = 0, attempt: int = 1
-) -> Envelope[critique_pb2.Critique]:
-    return Envelope(
-        message=c, topic="critiques", partition=partition, offset=offset, key=None,
-        headers={}, timestamp_ms=0, attempt=attempt,
-    )  # fmt: skip
-
-
-def make_stage(
-    backend: FakeBackend | None = None, **settings: object
-) -> tuple[SamplerStage, FakeBackend]:
-    backend = backend or FakeBackend()
+def make_stage(**settings: object) -> SamplerStage:
     base: dict[str, object] = {
         "metrics_port": 0, "budget_fraction": 0.1, "window_items": 100, "rule": "normalization",
     }  # fmt: skip
     base.update(settings)
-    return SamplerStage(SamplerSettings(**base), backend=backend), backend  # type: ignore[arg-type]
+    return SamplerStage(SamplerSettings(**base))  # type: ignore[arg-type]
+
+
+class FlakyTasks:
+    """A task source whose lookup of ``task_id`` fails ``failures`` times (a broker hiccup)."""
+
+    def __init__(self, task_id: str, failures: int = 1) -> None:
+        self.task_id = task_id
+        self.failures = failures
+        self.defaults = task_pb2.Task(task_id=task_id)
+
+    async def get(self, task_id: str) -> task_pb2.Task:
+        if task_id == self.task_id and self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+        return task_pb2.Task(task_id=task_id)
 
 
 def decision_of(outputs: Sequence[Output]) -> sampling_pb2.SamplingDecision:
@@ -105,9 +67,11 @@ def state_of(outputs: Sequence[Output], key: str) -> sampling_pb2.SamplerState |
 
 
 async def test_machine_label_and_review_request_carry_the_full_decision() -> None:
-    stage, _ = make_stage(rule="threshold", seed=5, pi_min=0.0)
+    stage = make_stage(rule="threshold", seed=5, pi_min=0.0)
     low = await stage.process(envelope(critique("task", "a", 0.0, label=3), offset=0))
-    assert [o.topic for o in low] == ["labels", "sampler_state"]  # first decision: snapshot
+    assert [o.topic for o in low] == ["labels"]  # the state goes with the commit:
+    (write,) = stage.changelog(0, 0)
+    assert (write.topic, write.key, write.partition) == ("sampler_state", "task:0", 0)
     label = low[0].value
     assert isinstance(label, review_pb2.FinalLabel)
     assert low[0].key == "a"
@@ -143,7 +107,7 @@ async def test_machine_label_and_review_request_carry_the_full_decision() -> Non
 
 
 async def test_invalid_critiques_fail_permanently() -> None:
-    stage, _ = make_stage(rule="normalization")
+    stage = make_stage(rule="normalization")
     with pytest.raises(PermanentError, match="outside"):
         await stage.process(envelope(critique("task", "a", 1.5), offset=0))
     with pytest.raises(PermanentError, match="task_id"):
@@ -158,16 +122,6 @@ async def test_invalid_critiques_fail_permanently() -> None:
 
 
 # --------------------------------------------------------------- ordering
-
-
-def test_tracker_verdicts() -> None:
-    t = PartitionTracker()
-    assert t.observe(0, 10, 1) == (Verdict.FIRST, None)
-    assert t.observe(0, 11, 1) == (Verdict.NEXT, 10)
-    assert t.observe(0, 15, 1) == (Verdict.GAP, 11)
-    assert t.observe(0, 15, 2) == (Verdict.RETRY, 15)
-    assert t.observe(0, 12, 1) == (Verdict.REGRESS, 15)
-    assert t.observe(1, 0, 1) == (Verdict.FIRST, None)
 
 
 async def test_executor_runs_in_order_and_holds_a_failed_job_for_its_retry() -> None:
@@ -221,11 +175,12 @@ async def test_executor_drains_a_queue_without_a_loop_iteration_per_job() -> Non
     assert all(t.done() for t in rest) and await first == -1
 
 
-async def test_records_decide_in_offset_order_across_a_failed_gap_check() -> None:
-    stage, backend = make_stage(rule="normalization", seed=1)
+async def test_records_decide_in_offset_order_across_a_failed_record() -> None:
+    stage = make_stage(rule="normalization", seed=1)
+    stage.tasks = FlakyTasks("t", failures=0)
     eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
     await stage.process(envelope(critique("t", "i0", eps[0]), offset=0))
-    backend.fail_committed = 1  # the gap check of offset 5 fails once
+    stage.tasks.failures = 1  # the record at offset 5 (after a gap) fails once
     first = asyncio.create_task(stage.process(envelope(critique("t", "i1", eps[1]), offset=5)))
     rest = [
         asyncio.create_task(stage.process(envelope(critique("t", f"i{k}", eps[k]), offset=5 + k)))
@@ -238,7 +193,8 @@ async def test_records_decide_in_offset_order_across_a_failed_gap_check() -> Non
     retried = await stage.process(envelope(critique("t", "i1", eps[1]), offset=5, attempt=2))
     outs = [retried] + [await t for t in rest]
     # Same decisions as an uninterrupted run in offset order.
-    ref_stage, _ = make_stage(rule="normalization", seed=1)
+    ref_stage = make_stage(rule="normalization", seed=1)
+    ref_stage.tasks = FlakyTasks("t", failures=0)
     ref = [
         await ref_stage.process(envelope(critique("t", f"i{k}", e), offset=k))
         for k, e in enumerate(eps)
@@ -246,106 +202,187 @@ async def test_records_decide_in_offset_order_across_a_failed_gap_check() -> Non
     assert [decision_of(o).pi for o in outs] == [decision_of(o).pi for o in ref[1:]]
 
 
-# ------------------------------------------------------------- restore
+# ------------------------------------------------- partition state, changelog
 
 
-async def _feed(
-    stage: SamplerStage,
-    backend: FakeBackend,
-    items: Iterable[int],
-    partition: int = 0,
-    commit: bool = True,
-    eps: float | None = None,
-) -> list[Sequence[Output]]:
-    outs = []
-    for i in items:
-        c = critique("t", f"item{i}", eps if eps is not None else (i * 37 % 100) / 100)
-        backend.inputs.setdefault(partition, {})[i] = c.SerializeToString()
-        out = await stage.process(envelope(c, partition=partition, offset=i))
-        if commit:
-            backend.commit(partition, i, out)
-        outs.append(out)
-    return outs
+def items(offsets: Iterable[int], task: str = "t") -> list[tuple[int, critique_pb2.Critique]]:
+    return [(i, critique(task, f"item{i}", (i * 37 % 100) / 100)) for i in offsets]
 
 
-async def test_restart_restores_snapshot_and_replays_to_the_exact_state() -> None:
-    ref_stage, ref_backend = make_stage(snapshot_every=50, rule="exponential")
-    reference = await _feed(ref_stage, ref_backend, range(300))
+def committed_state(rt: MemoryRuntime, key: str, partition: int = 0) -> sampling_pb2.SamplerState:
+    return sampling_pb2.SamplerState.FromString(rt.changelogs[partition][key])
 
-    backend = FakeBackend()
-    stage, _ = make_stage(backend, snapshot_every=50, rule="exponential")
-    await _feed(stage, backend, range(170))
-    # The process dies; a new one resumes at the committed offset (170). The
-    # latest snapshot is older (offset 150), so 150..169 are replayed.
-    assert backend.states["t:0"].committed_offset == 151
-    stage2, _ = make_stage(backend, snapshot_every=50, rule="exponential")
-    resumed = await _feed(stage2, backend, range(170, 300))
+
+async def test_changelog_of_a_prefix_is_the_state_after_exactly_that_prefix() -> None:
+    stage = make_stage(rule="exponential")
+    for i, c in items(range(10)):
+        await stage.process(envelope(c, offset=i))
+    # Decided up to 9; the runner commits the finished prefix up to 4 only.
+    writes = stage.changelog(0, 4)
+    again = stage.changelog(0, 4)  # a failed transaction asks again: same answer
+    ref = make_stage(rule="exponential")
+    for i, c in items(range(5)):
+        await ref.process(envelope(c, offset=i))
+    (want,) = ref.changelog(0, 4)
+    for w in (writes, again):
+        (got,) = w
+        assert isinstance(got.value, sampling_pb2.SamplerState)
+        assert isinstance(want.value, sampling_pb2.SamplerState)
+        got.value.ClearField("updated_at")
+        want.value.ClearField("updated_at")
+        assert got.value == want.value and got.value.seen == 5
+    stage.on_committed(0, 4)
+    (rest,) = stage.changelog(0, 9)
+    assert isinstance(rest.value, sampling_pb2.SamplerState) and rest.value.seen == 10
+    stage.on_committed(0, 9)
+    assert stage.changelog(0, 9) == []  # nothing decided since: nothing to write
+
+
+async def test_restart_resumes_from_the_committed_changelog_exactly() -> None:
+    ref_rt = MemoryRuntime()
+    ref_stage = make_stage(rule="exponential")
+    await ref_rt.assign(ref_stage, 0)
+    reference = await ref_rt.feed(ref_stage, items(range(300)), commit_every=7)
+
+    rt = MemoryRuntime()
+    stage = make_stage(rule="exponential")
+    await rt.assign(stage, 0)
+    await rt.feed(stage, items(range(170)), commit_every=7)
+    # Decided past the commit, never committed: the process dies here.
+    await rt.feed(stage, items(range(170, 190)), commit_every=None)
+    assert rt.committed[0] == 170
+    stage2 = make_stage(rule="exponential")  # a new process: nothing but the changelog
+    await rt.assign(stage2, 0)
+    resumed = await rt.feed(stage2, items(range(170, 300)), commit_every=7)
     assert [decision_of(o).pi for o in resumed] == [decision_of(o).pi for o in reference[170:]]
     assert [decision_of(o).delta for o in resumed] == [
         decision_of(o).delta for o in reference[170:]
     ]
-    assert backend.states["t:0"].seen == ref_backend.states["t:0"].seen
+    assert committed_state(rt, "t:0") == committed_state(ref_rt, "t:0") or (
+        committed_state(rt, "t:0").seen == committed_state(ref_rt, "t:0").seen == 300
+    )
 
 
-async def test_redelivery_drops_uncommitted_state() -> None:
-    backend = FakeBackend()
-    stage, _ = make_stage(backend, snapshot_every=10)
-    await _feed(stage, backend, range(40))
-    # Offsets 40..59 are processed but their transaction never commits ...
-    lost = await _feed(stage, backend, range(40, 60), commit=False)
-    # ... and the runner re-delivers from 40: the state must not count them twice.
-    again = await _feed(stage, backend, range(40, 60))
+async def test_uncommitted_decisions_are_not_counted() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage()
+    await rt.assign(stage, 0)
+    await rt.feed(stage, items(range(40)))
+    # Offsets 40..59 are decided but their transaction never commits ...
+    lost = await rt.feed(stage, items(range(40, 60)), commit_every=None)
+    # ... the runner hands the partition back (revoke, assign) and re-delivers from 40:
+    await rt.revoke(stage, 0)
+    await rt.assign(stage, 0)
+    again = await rt.feed(stage, items(range(40, 60)))
     assert [decision_of(o).pi for o in again] == [decision_of(o).pi for o in lost]
-    latest = backend.states["t:0"]
-    assert latest.seen <= 60 and latest.committed_offset <= 60
+    latest = committed_state(rt, "t:0")
+    assert latest.seen == 60 and latest.committed_offset == 60
 
 
-async def test_gap_with_records_committed_elsewhere_triggers_a_reload() -> None:
-    backend = FakeBackend()
-    stage, _ = make_stage(backend, snapshot_every=10)
-    await _feed(stage, backend, range(30))
-    calls = len(backend.latest_calls)
-    # Transaction markers: a gap, but nobody else committed (committed = 30).
-    await _feed(stage, backend, range(32, 40))
-    assert len(backend.latest_calls) == calls  # in-memory state trusted
-    # Another replica owned the partition and committed 40..99 meanwhile.
-    other, _ = make_stage(backend, snapshot_every=10)
-    await _feed(other, backend, range(40, 100))
-    calls = len(backend.latest_calls)
-    out = await _feed(stage, backend, range(105, 110))
-    assert len(backend.latest_calls) == calls + 1  # the gap check found them: reloaded
-    ref_stage, ref_backend = make_stage(snapshot_every=10)
-    ref = await _feed(ref_stage, ref_backend, [*range(30), *range(32, 100), *range(105, 110)])
+async def test_a_reassigned_partition_continues_from_the_other_owners_commits() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage()
+    await rt.assign(stage, 0)
+    await rt.feed(stage, items(range(30)))
+    # Transaction markers leave gaps: nothing to tell apart any more.
+    await rt.feed(stage, items(range(32, 40)))
+    # A rebalance: another replica owns the partition and commits 40..99 ...
+    await rt.revoke(stage, 0)
+    other = make_stage()
+    await rt.assign(other, 0)
+    await rt.feed(other, items(range(40, 100)), commit_every=9)
+    await rt.revoke(other, 0)
+    # ... and gives it back: this process resumes from the changelog.
+    await rt.assign(stage, 0)
+    out = await rt.feed(stage, items(range(105, 110)))
+    ref_stage = make_stage()
+    ref = [
+        await ref_stage.process(envelope(c, offset=i))
+        for i, c in items([*range(30), *range(32, 100), *range(105, 110)])
+    ]
     assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref[-5:]]
 
 
 async def test_a_record_abandoned_in_its_retry_backoff_does_not_block_the_next_owner() -> None:
-    backend = FakeBackend()
-    stage, _ = make_stage(backend, snapshot_every=10, rule="normalization")
-    await _feed(stage, backend, range(10))
-    backend.fail_latest = 1  # record 10 (a new task) fails; the runner would retry it ...
+    rt = MemoryRuntime()
+    stage = make_stage(rule="normalization")
+    stage.tasks = FlakyTasks("u")
+    await rt.assign(stage, 0)
+    await rt.feed(stage, items(range(10)))
+    # Record 10 (a new task) fails; the runner would retry it ...
     with pytest.raises(ConnectionError):
         await stage.process(envelope(critique("u", "u10", 0.5), offset=10))
     # ... but the partition is revoked during the backoff and another replica
     # decides 10..59. When the partition comes back, record 60 must not wait
     # behind the abandoned place of record 10.
-    other, _ = make_stage(backend, snapshot_every=10, rule="normalization")
-    backend.inputs[0][10] = critique("u", "u10", 0.5).SerializeToString()
-    backend.commit(0, 10, await other.process(envelope(critique("u", "u10", 0.5), offset=10)))
-    await _feed(other, backend, range(11, 60))
-    out = await asyncio.wait_for(_feed(stage, backend, range(60, 65)), timeout=5)
-    ref_stage, ref_backend = make_stage(snapshot_every=10, rule="normalization")
-    await _feed(ref_stage, ref_backend, range(10))
+    await rt.revoke(stage, 0)
+    other = make_stage(rule="normalization")
+    await rt.assign(other, 0)
+    out10 = await other.process(envelope(critique("u", "u10", 0.5), offset=10))
+    rt.commit(other, 0, 10, out10)
+    await rt.feed(other, items(range(11, 60)))
+    await rt.revoke(other, 0)
+    await rt.assign(stage, 0)
+    out = await asyncio.wait_for(rt.feed(stage, items(range(60, 65))), timeout=5)
+    ref_stage = make_stage(rule="normalization")
+    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(10))]
     await ref_stage.process(envelope(critique("u", "u10", 0.5), offset=10))
-    ref = await _feed(ref_stage, ref_backend, range(11, 65))
+    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(11, 65))]
     assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref[-5:]]
 
 
+async def test_a_retry_of_a_decided_record_gets_the_same_decision_counted_once() -> None:
+    stage = make_stage()
+    for i, c in items(range(5)):
+        await stage.process(envelope(c, offset=i))
+    # The handler timed out after the decision was made; the runner retries it.
+    retried = await stage.process(envelope(items([4])[0][1], offset=4, attempt=2))
+    (write,) = stage.changelog(0, 4)
+    assert isinstance(write.value, sampling_pb2.SamplerState) and write.value.seen == 5
+    assert decision_of(retried).critique.annotation.item.item_id == "item4"
+
+
+async def test_work_of_a_revoked_partition_does_not_touch_the_next_ownership() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage()
+    stage.tasks = FlakyTasks("t", failures=0)
+    gate = asyncio.Event()
+    original = stage.tasks.get
+
+    async def slow(task_id: str) -> task_pb2.Task:
+        await gate.wait()
+        return await original(task_id)
+
+    await rt.assign(stage, 0)
+    stage.tasks.get = slow  # type: ignore[method-assign]
+    stuck = asyncio.create_task(stage.process(envelope(items([0])[0][1], offset=0)))
+    queued = asyncio.create_task(stage.process(envelope(items([1])[0][1], offset=1)))
+    await asyncio.sleep(0.01)
+    # The runner cancels the partition's handlers (one is stuck in its task
+    # lookup), calls on_revoked, and later gets the partition back.
+    queued.cancel()
+    await rt.revoke(stage, 0)
+    await rt.assign(stage, 0)
+    stage.tasks.get = original  # type: ignore[method-assign]
+    out = await rt.feed(stage, items(range(3)))
+    gate.set()
+    await asyncio.gather(stuck, queued, return_exceptions=True)
+    ref_stage = make_stage()
+    ref_stage.tasks = FlakyTasks("t", failures=0)
+    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(3))]
+    assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref]
+    assert committed_state(rt, "t:0").seen == 3
+    assert stage.changelog(0, 10) == []  # the stale decision left nothing behind
+
+
 async def test_hard_cap_is_split_over_partitions() -> None:
-    stage, backend = make_stage(hard_cap=10, budget_fraction=1.0)  # 4 partitions: 3+3+2+2
+    rt = MemoryRuntime(input_partitions=4)
+    stage = make_stage(hard_cap=10, budget_fraction=1.0)  # 4 partitions: 3+3+2+2
+    await rt.assign(stage, 0, 1, 2, 3)
     reviewed = {}
     for p in range(4):
-        outs = await _feed(stage, backend, range(20), partition=p, eps=0.9)
+        msgs = [(i, critique("t", f"item{i}", 0.9)) for i in range(20)]
+        outs = await rt.feed(stage, msgs, partition=p)
         reviewed[p] = sum(o[0].topic == "review_requests" for o in outs)
     assert reviewed == {0: 3, 1: 3, 2: 2, 3: 2}
 
@@ -354,7 +391,7 @@ async def test_hard_cap_is_split_over_partitions() -> None:
 
 
 async def test_batch_waits_for_all_items_then_decides_exactly() -> None:
-    stage, _backend = make_stage(mode="batch", rule="threshold", budget_fraction=0.2)
+    stage = make_stage(mode="batch", rule="threshold", budget_fraction=0.2)
     eps = [0.05, 0.9, 0.1, 0.8, 0.2, 0.3, 0.15, 0.01, 0.7, 0.02]
     tasks = [
         asyncio.create_task(
@@ -387,8 +424,9 @@ async def test_batch_waits_for_all_items_then_decides_exactly() -> None:
 
 
 async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
-    backend = FakeBackend()
-    stage, _ = make_stage(backend, mode="batch", rule="normalization", budget_fraction=0.3)
+    rt = MemoryRuntime()
+    stage = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
+    await rt.assign(stage, 0, 1)
     eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
     outs = await asyncio.gather(
         *[
@@ -399,8 +437,9 @@ async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
     # Partition 0 committed, partition 1 did not; after a restart only partition
     # 1's items come back and the batch can never fill again.
     for i in (0, 2, 4):
-        backend.commit(0, i, outs[i])
-    fresh, _ = make_stage(backend, mode="batch", rule="normalization", budget_fraction=0.3)
+        rt.commit(stage, 0, i, outs[i])
+    fresh = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
+    await rt.assign(fresh, 0, 1)
     again = [
         await fresh.process(
             envelope(critique("t", f"b{i}", eps[i], batch=("B", 6)), partition=1, offset=i)
@@ -413,7 +452,7 @@ async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
 
 
 async def test_batch_limits_fail_clearly() -> None:
-    stage, _ = make_stage(mode="batch", max_batch=5, batch_timeout_s=0.2)
+    stage = make_stage(mode="batch", max_batch=5, batch_timeout_s=0.2)
     with pytest.raises(PermanentError, match="max_batch"):
         await stage.process(envelope(critique("t", "x", 0.1, batch=("big", 6))))
     with pytest.raises(PermanentError, match=r"needs Item\.batch"):
@@ -447,7 +486,6 @@ async def test_tasks_from_a_task_source_set_the_budget_and_reach_the_gateway() -
     strict.sampling.rule = common_pb2.SAMPLING_RULE_THRESHOLD
     stage = SamplerStage(
         SamplerSettings(metrics_port=0, budget_fraction=0.01),
-        backend=FakeBackend(),
         tasks=StaticTaskSource([strict]),
     )
     outs = [
@@ -464,9 +502,7 @@ async def test_tasks_from_a_task_source_set_the_budget_and_reach_the_gateway() -
 
     broken = task_pb2.Task(task_id="broken")
     broken.budget.fraction = 1.5
-    stage = SamplerStage(
-        SamplerSettings(metrics_port=0), backend=FakeBackend(), tasks=StaticTaskSource([broken])
-    )
+    stage = SamplerStage(SamplerSettings(metrics_port=0), tasks=StaticTaskSource([broken]))
     with pytest.raises(PermanentError, match="outside"):  # dead-lettered at once
         await stage.process(envelope(critique("broken", "b", 0.5)))
 

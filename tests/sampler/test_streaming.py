@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from act.v1 import sampling_pb2
 
-from services.sampler.rules import Rule
-from services.sampler.streaming import (
+from services.core.sampling import Rule
+from services.core.streaming import (
     DecayedHistogram,
     StreamDecision,
     StreamingParams,

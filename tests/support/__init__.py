@@ -1,5 +1,5 @@
-"""Helpers for the test suite (local Kafka broker and PostgreSQL, see ``stack``)."""
+"""Helpers for the test suite: Kafka readers, service processes, stage harnesses.
 
-from tests.support.stack import LocalBroker, LocalPostgres, StackCommandError, free_port
-
-__all__ = ["LocalBroker", "LocalPostgres", "StackCommandError", "free_port"]
+The local broker and PostgreSQL live in :mod:`services.devkit.stack` (the
+benchmarks use them too).
+"""

@@ -5,74 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from act.v1 import item_pb2
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import RecordMetadata
+from aiokafka import AIOKafkaConsumer
 
-from services.runtime.admin import ensure_topics
+from services.devkit.kafkaio import topic
+from services.devkit.processes import spawn_service
+from services.devkit.stack import REPO_ROOT
 from services.runtime.config import KafkaSettings
-from services.runtime.topics import default_catalog
-from tests.support.procs import spawn_service
-from tests.support.stack import REPO_ROOT
 
 REPO = REPO_ROOT
-"""Root of the repository (same as ``tests.support.stack.REPO_ROOT``)."""
-
-
-def unique_prefix() -> str:
-    """A topic prefix no other test uses."""
-    return f"t{uuid.uuid4().hex[:10]}."
-
-
-async def make_topics(
-    bootstrap: str, prefix: str, topic_ids: Iterable[str], partitions: int = 3
-) -> KafkaSettings:
-    """Create the given topics under ``prefix``; returns matching settings."""
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
-    await ensure_topics(kafka, replication=1, topic_ids=list(topic_ids), partitions=partitions)
-    return kafka
-
-
-def topic(kafka: KafkaSettings, topic_id: str) -> str:
-    """Full topic name under the settings' prefix."""
-    return default_catalog().name(topic_id, kafka.topic_prefix)
-
-
-async def produce_items(
-    kafka: KafkaSettings, ids: Iterable[str], task_id: str = "task-1"
-) -> dict[str, RecordMetadata]:
-    """Produce one Item per id (keyed by id); returns where each landed."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap_servers, enable_idempotence=True, linger_ms=5
-    )
-    await producer.start()
-    try:
-        futures = {}
-        for item_id in ids:
-            item = item_pb2.Item(item_id=item_id, task_id=task_id, text=f"text of {item_id}")
-            futures[item_id] = await producer.send(
-                topic(kafka, "items"), item.SerializeToString(), key=item_id.encode()
-            )
-        return {k: await f for k, f in futures.items()}
-    finally:
-        await producer.stop()
-
-
-async def produce_raw(
-    kafka: KafkaSettings, topic_id: str, key: bytes, value: bytes
-) -> RecordMetadata:
-    """Produce raw bytes (for poison records)."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
-    await producer.start()
-    try:
-        return await producer.send_and_wait(topic(kafka, topic_id), value, key=key)
-    finally:
-        await producer.stop()
+"""Root of the repository (same as ``services.devkit.stack.REPO_ROOT``)."""
 
 
 @dataclass
@@ -129,7 +73,7 @@ class Collector:
 def spawn_echo_stage(
     kafka: KafkaSettings, group_id: str, log_path: Path, **env: str
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m tests.support.stages`` as its own process."""
+    """Start ``python -m services.devkit.echo`` as its own process."""
     stage_env = {
         "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "ACT_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
@@ -140,4 +84,4 @@ def spawn_echo_stage(
         "ACT_ECHO_HEARTBEAT_INTERVAL_MS": "1000",
         **env,
     }
-    return spawn_service("tests.support.stages", stage_env, log_path)
+    return spawn_service("services.devkit.echo", stage_env, log_path)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from act.v1 import item_pb2, review_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.datasets.png import encode_gray_png
+from services.trainer.settings import TrainerSettings
 
 TASK = "task-fashion-test"
 
@@ -55,3 +59,16 @@ def make_label(
         label.human_label = human
     label.item.CopyFrom(item)
     return label
+
+
+def trainer_settings(tmp: Path, **kw: Any) -> TrainerSettings:
+    """Settings of a trainer under ``tmp``: no ports, no task registry, one torch thread."""
+    return TrainerSettings(
+        store_path=tmp / "store.sqlite",
+        checkpoint_dir=tmp / "ckpt",
+        metrics_port=0,
+        grpc_port=0,
+        use_task_registry=False,
+        torch_threads=1,
+        **kw,
+    )

@@ -26,9 +26,8 @@ import pytest
 from act.v1 import api_pb2, api_pb2_grpc, training_pb2
 from aiokafka import AIOKafkaProducer
 
-from services.runtime.config import KafkaSettings
-from tests.support.kafkaio import Collector, make_topics, topic, unique_prefix
-from tests.support.procs import (
+from services.devkit.kafkaio import make_topics, topic, unique_prefix
+from services.devkit.processes import (
     read_log,
     reap,
     sigkill,
@@ -37,7 +36,9 @@ from tests.support.procs import (
     wait_serving,
     wait_until,
 )
-from tests.support.stack import free_port
+from services.devkit.stack import free_port
+from services.runtime.config import KafkaSettings
+from tests.support.kafkaio import Collector
 from tests.trainer.support import TASK, make_label
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

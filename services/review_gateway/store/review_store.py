@@ -1,0 +1,159 @@
+""":class:`ReviewStore`, the one object the gateway's components use for its state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from act.v1 import review_pb2, task_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.review_gateway.store.base import StoreCore
+from services.review_gateway.store.outbox import Outbox
+from services.review_gateway.store.queue import Queue
+from services.review_gateway.store.reviewers import Reviewers
+from services.review_gateway.store.reviews import Reviews
+from services.review_gateway.store.rows import (
+    Leased,
+    OutboxRow,
+    Reviewer,
+    ReviewerStatsRow,
+    Submitted,
+    TaskStatsRow,
+)
+from services.review_gateway.store.stats import Stats
+from services.review_gateway.store.tasks import Tasks
+
+
+class ReviewStore:
+    """Transactions over the gateway's tables (PostgreSQL or SQLite).
+
+    Every public method is one database transaction. The work is done by one
+    part per concern, all sharing one :class:`~.base.StoreCore` (engine, pools,
+    change signals); this class only delegates, so callers keep one object.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, schema: str = "", hot_pool_size: int = 20) -> None:
+        self._core = core = StoreCore(engine, schema=schema, hot_pool_size=hot_pool_size)
+        self._tasks = Tasks(core)
+        self._queue = Queue(core, self._tasks)
+        self._reviews = Reviews(core)
+        self._reviewers = Reviewers(core)
+        self._stats = Stats(core, self._reviewers)
+        self._outbox = Outbox(core)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine (the relay's advisory lock and tests use it)."""
+        return self._core.engine
+
+    @property
+    def sqlite(self) -> bool:
+        """True for the embedded SQLite back end."""
+        return self._core.sqlite
+
+    @property
+    def queue_changed(self) -> asyncio.Event:
+        """Set whenever an entry may have become leasable (long polls wait on it)."""
+        return self._core.queue_changed
+
+    @property
+    def outbox_changed(self) -> asyncio.Event:
+        """Set whenever an outbox row was added (wakes the relay early)."""
+        return self._core.outbox_changed
+
+    async def close(self) -> None:
+        """Close the connection pools."""
+        await self._core.close()
+
+    # --------------------------------------------------------------- tasks
+
+    async def upsert_task(self, task: task_pb2.Task, *, only_if_missing: bool = False) -> None:
+        """Remember a task's label set (see :meth:`.tasks.Tasks.upsert_task`)."""
+        await self._tasks.upsert_task(task, only_if_missing=only_if_missing)
+
+    async def get_task(self, task_id: str) -> task_pb2.Task | None:
+        """The stored task, or None."""
+        return await self._tasks.get_task(task_id)
+
+    # ------------------------------------------------------- queue, leases
+
+    async def enqueue(self, request: review_pb2.ReviewRequest, raw: bytes | None = None) -> bool:
+        """Queue a review request once; True when it was new (see :mod:`.queue`)."""
+        return await self._queue.enqueue(request, raw)
+
+    async def lease(self, reviewer_id: str, task_id: str, lease_seconds: float) -> Leased | None:
+        """Lease the best pending entry (highest priority, then oldest) or None."""
+        return await self._queue.lease(reviewer_id, task_id, lease_seconds)
+
+    async def extend(self, reviewer_id: str, lease_id: str, lease_seconds: float) -> int:
+        """Move an active lease's deadline to now + ``lease_seconds``; returns it."""
+        return await self._queue.extend(reviewer_id, lease_id, lease_seconds)
+
+    async def release(self, actor: Reviewer, lease_id: str) -> None:
+        """Give a lease back; the entry is pending again at once."""
+        await self._queue.release(actor, lease_id)
+
+    async def skip(self, reviewer_id: str, lease_id: str, reason_code: int, reason: str) -> None:
+        """The reviewer declines the item: it goes back to the queue for others."""
+        await self._queue.skip(reviewer_id, lease_id, reason_code, reason)
+
+    async def expire_leases(self, limit: int = 500) -> int:
+        """Reaper: end active leases past their deadline and re-queue their entries."""
+        return await self._queue.expire_leases(limit)
+
+    # ------------------------------------------------------------- reviews
+
+    async def submit(
+        self, reviewer_id: str, lease_id: str, label_index: int, idempotency_key: str
+    ) -> Submitted:
+        """Accept the human label of a lease, exactly once (see :mod:`.reviews`)."""
+        return await self._reviews.submit(reviewer_id, lease_id, label_index, idempotency_key)
+
+    # ----------------------------------------------------------- reviewers
+
+    async def create_reviewer(
+        self, name: str, role: str, token_sha256: str, actor: str
+    ) -> Reviewer:
+        """Create a reviewer account holding the hash of its token."""
+        return await self._reviewers.create_reviewer(name, role, token_sha256, actor)
+
+    async def reviewer_by_token(self, token_sha256: str) -> Reviewer | None:
+        """The reviewer whose token hashes to ``token_sha256``."""
+        return await self._reviewers.reviewer_by_token(token_sha256)
+
+    async def get_reviewer(self, reviewer_id: str) -> Reviewer | None:
+        """A reviewer by id."""
+        return await self._reviewers.get_reviewer(reviewer_id)
+
+    async def disable_reviewer(self, reviewer_id: str, actor: str, reason: str) -> int:
+        """Disable a reviewer and revoke its active leases; returns how many."""
+        return await self._reviewers.disable_reviewer(reviewer_id, actor, reason)
+
+    # ---------------------------------------------------------- statistics
+
+    async def task_stats(self, task_id: str) -> TaskStatsRow:
+        """Counts of one task's queue; NotFound for a task the gateway never saw."""
+        return await self._stats.task_stats(task_id)
+
+    async def reviewer_stats(self, reviewer_id: str) -> ReviewerStatsRow:
+        """Statistics of one reviewer; NotFound for an unknown id."""
+        return await self._stats.reviewer_stats(reviewer_id)
+
+    # -------------------------------------------------------------- outbox
+
+    async def outbox_claim(self, batch: int, limit: int) -> list[OutboxRow]:
+        """Tag up to ``limit`` unsent rows (oldest first) with ``batch``; return them."""
+        return await self._outbox.outbox_claim(batch, limit)
+
+    async def outbox_mark_sent(self, ids: Sequence[int], batch: int) -> int:
+        """Record that rows ``ids`` were committed to Kafka in transaction ``batch``."""
+        return await self._outbox.outbox_mark_sent(ids, batch)
+
+    async def outbox_mark_batch_sent(self, batch: int) -> int:
+        """Recovery: mark every unsent row tagged ``batch`` as sent; returns how many."""
+        return await self._outbox.outbox_mark_batch_sent(batch)
+
+    async def outbox_unsent(self) -> int:
+        """Rows not yet published (a gauge and a test hook)."""
+        return await self._outbox.outbox_unsent()

@@ -1,0 +1,254 @@
+"""What a fit trains on and with: config defaults, data preparation, lambda selection.
+
+No storage, files or events here: the caller (:mod:`services.trainer.fitrun`)
+reads the label snapshot, records progress and writes checkpoints.
+
+Lambda is selected with human labels only (appendix A.3, :mod:`services.trainer.hpo`):
+the reviewed items of a held-out slice (``validation_fraction`` of the items by
+a hash of the item id), weighted by ``1/pi``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from act.v1 import common_pb2, training_pb2
+
+from services.trainer.data import ActDataset, LabelledSet
+from services.trainer.features import FeatureError, prepare_inputs
+from services.trainer.fit import TrainConfig
+from services.trainer.hpo import Candidate, grid_search
+from services.trainer.loss import LossKind
+from services.trainer.models import InputKind, build_model, model_spec
+from services.trainer.settings import TrainerSettings
+from services.trainer.store import LabelRow
+
+log = structlog.get_logger(__name__)
+
+#: The loss of each ``LossKind`` of the API (unspecified = the ACT loss).
+LOSS_KINDS = {
+    training_pb2.LOSS_KIND_UNSPECIFIED: LossKind.ACT,
+    training_pb2.LOSS_KIND_ACT: LossKind.ACT,
+    training_pb2.LOSS_KIND_HUMAN_ONLY: LossKind.HUMAN_ONLY,
+    training_pb2.LOSS_KIND_MACHINE_ONLY: LossKind.MACHINE_ONLY,
+    training_pb2.LOSS_KIND_ACT_DATA_CE: LossKind.ACT_DATA_CE,
+}
+#: Default downstream model by task modality.
+DEFAULT_MODEL_BY_MODALITY = {
+    common_pb2.MODALITY_IMAGE: "cnn-28x28",
+    common_pb2.MODALITY_TEXT: "minilm-head",
+}
+
+#: Decodes a stored item (serialised ``act.v1.Item``) into a raw model input;
+#: raises FeatureError for an item the model cannot read.
+ItemDecoder = Callable[[InputKind, bytes], Any]
+
+
+def resolve_config(
+    config: training_pb2.FitConfig,
+    settings: TrainerSettings,
+    *,
+    num_classes: int | None = None,
+    modality: int | None = None,
+) -> training_pb2.FitConfig:
+    """Fill defaults (settings, then the model's); raise ValueError for an invalid config.
+
+    KeyError for an unknown model.
+    """
+    c = training_pb2.FitConfig()
+    c.CopyFrom(config)
+    if not c.model:
+        c.model = settings.model or DEFAULT_MODEL_BY_MODALITY.get(
+            modality or common_pb2.MODALITY_UNSPECIFIED, "cnn-28x28"
+        )
+    spec = model_spec(c.model)
+    if c.epochs <= 0:
+        c.epochs = settings.epochs or spec.epochs
+    if c.batch_size <= 0:
+        c.batch_size = settings.batch_size or spec.batch_size
+    if c.learning_rate <= 0:
+        c.learning_rate = settings.learning_rate or spec.learning_rate
+    if c.HasField("power_lambda") and not 0.0 <= c.power_lambda <= 1.0:
+        raise ValueError("power_lambda must be in [0, 1]")
+    if any(not 0.0 <= v <= 1.0 for v in c.power_lambda_grid):
+        raise ValueError("power_lambda_grid values must be in [0, 1]")
+    if not 0.0 <= c.validation_fraction < 1.0:
+        raise ValueError("validation_fraction must be in [0, 1)")
+    if c.validation_fraction == 0.0:
+        c.validation_fraction = settings.validation_fraction
+    if num_classes is not None and "num_classes" not in c.params:
+        c.params["num_classes"] = str(num_classes)
+    return c
+
+
+def validation_member(item_id: str, fraction: float) -> bool:
+    """Whether an item belongs to the held-out validation slice (stable hash of its id)."""
+    if fraction <= 0:
+        return False
+    digest = hashlib.blake2b(item_id.encode(), digest_size=8, person=b"act-trainer-val").digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+@dataclass
+class PreparedData:
+    """A fit's training and validation data, built from a label snapshot."""
+
+    train: ActDataset
+    validation: LabelledSet
+    skipped: int
+    num_classes: int
+
+
+def prepare_data(
+    rows: Iterable[LabelRow], config: training_pb2.FitConfig, decode: ItemDecoder
+) -> PreparedData:
+    """A label snapshot as tensors, split into training and the human-labelled validation set.
+
+    Items ``decode`` rejects are skipped (and counted); ValueError when no
+    item is left to train on.
+    """
+    spec = model_spec(config.model)
+    raws: list[Any] = []
+    kept = []
+    skipped = 0
+    for row in rows:
+        try:
+            raws.append(decode(spec.input_kind, row.item))
+            kept.append(row)
+        except FeatureError as exc:
+            skipped += 1
+            log.warning("item_skipped", item_id=row.item_id, error=str(exc))
+    if not kept:
+        raise ValueError("no item could be turned into model input")
+    labels_seen = [r.machine_label for r in kept] + [
+        r.human_label for r in kept if r.human_label is not None
+    ]
+    num_classes = int(config.params.get("num_classes", "0")) or max(2, max(labels_seen) + 1)
+    val_mask = np.array(
+        [validation_member(r.item_id, config.validation_fraction) for r in kept], dtype=bool
+    )
+    if val_mask.all():
+        val_mask[:] = False  # never hold out everything
+    inputs = prepare_inputs(spec.input_kind, _stack(spec.input_kind, raws))
+    machine = np.array([r.machine_label for r in kept], dtype=np.int64)
+    human = np.array([-1 if r.human_label is None else r.human_label for r in kept])
+    delta = np.array([r.delta for r in kept], dtype=bool)
+    pi = np.array([r.pi for r in kept], dtype=np.float64)
+    train_idx = torch.from_numpy(np.flatnonzero(~val_mask))
+    all_data = ActDataset.from_arrays(inputs, machine, human, delta, pi, num_classes)
+    val_rows = np.flatnonzero(val_mask & delta)
+    validation = LabelledSet.from_arrays(
+        all_data.subset(torch.from_numpy(val_rows)).inputs,
+        human[val_rows],
+        1.0 / pi[val_rows],
+    )
+    return PreparedData(
+        train=all_data.subset(train_idx),
+        validation=validation,
+        skipped=skipped,
+        num_classes=num_classes,
+    )
+
+
+def _stack(kind: InputKind, raws: list[Any]) -> Any:
+    if kind is InputKind.IMAGE28:
+        return np.stack(raws).astype(np.uint8)
+    return list(raws)
+
+
+def loss_kind(config: training_pb2.FitConfig) -> LossKind:
+    """The loss a config asks for."""
+    return LOSS_KINDS[config.loss]
+
+
+def train_config(config: training_pb2.FitConfig, device: str, *, validate: bool) -> TrainConfig:
+    """The optimisation settings of a resolved config (``validate``: score every epoch)."""
+    return TrainConfig(
+        learning_rate=config.learning_rate,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        device=device,
+        validate_every_epoch=validate,
+    )
+
+
+def model_factory(
+    config: training_pb2.FitConfig, num_classes: int
+) -> Callable[[], torch.nn.Module]:
+    """Builds fresh models of the config (``num_classes`` from the data, not the params)."""
+    name = model_spec(config.model).name
+    params = {k: v for k, v in config.params.items() if k != "num_classes"}
+
+    def make_model() -> torch.nn.Module:
+        return build_model(name, num_classes, params)
+
+    return make_model
+
+
+def lambda_metric(power_lambda: float) -> str:
+    """The fit metric holding the validation accuracy of one lambda of the grid."""
+    return f"search/lambda={power_lambda:g}/val_accuracy"
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaChoice:
+    """The selected lambda; ``skipped`` when a grid was asked for but nothing can score it."""
+
+    power_lambda: float
+    skipped: bool = False
+
+
+def select_lambda(
+    config: training_pb2.FitConfig,
+    kind: LossKind,
+    data: PreparedData,
+    base: TrainConfig,
+    make_model: Callable[[], torch.nn.Module],
+    cancelled: Callable[[], bool],
+    *,
+    known: Mapping[str, float],
+    on_score: Callable[[str, float], None],
+) -> LambdaChoice:
+    """Pick lambda from ``config.power_lambda_grid`` by human-labelled validation accuracy.
+
+    Only the ACT loss has a lambda to search; without a grid the config's
+    ``power_lambda`` (default 1) is used. Scores already in ``known`` (keyed by
+    :func:`lambda_metric`, from before an interruption) are not trained again;
+    each new score is handed to ``on_score`` as soon as it exists. Ties go to
+    the earlier grid value; NaN scores (diverged) never win.
+    """
+    default = config.power_lambda if config.HasField("power_lambda") else 1.0
+    grid_values = list(config.power_lambda_grid)
+    if kind is not LossKind.ACT or not grid_values:
+        return LambdaChoice(default)
+    if len(data.validation) == 0:
+        return LambdaChoice(default, skipped=True)
+    scores: dict[float, float] = {}
+    for lam in grid_values:
+        key = lambda_metric(lam)
+        if key in known:
+            scores[lam] = known[key]
+            continue
+        result = grid_search(
+            make_model,
+            data.train,
+            kind,
+            data.validation,
+            base,
+            [Candidate(base.learning_rate, lam)],
+            cancel=cancelled,
+        )
+        scores[lam] = result.best_val_accuracy
+        on_score(key, result.best_val_accuracy)
+    valid = {k: v for k, v in scores.items() if not math.isnan(v)}
+    if not valid:
+        return LambdaChoice(default)
+    return LambdaChoice(max(valid, key=lambda k: (valid[k], -grid_values.index(k))))

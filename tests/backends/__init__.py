@@ -1,0 +1,1 @@
+"""Tests of services.backends: the settings parts and the one backend builder."""

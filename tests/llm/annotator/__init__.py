@@ -1,0 +1,1 @@
+"""Tests of the LLM annotator (services.llm.annotator)."""

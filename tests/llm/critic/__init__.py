@@ -1,0 +1,1 @@
+"""Tests of the LLM critic (services.llm.critic)."""

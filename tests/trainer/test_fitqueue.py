@@ -1,0 +1,182 @@
+"""The trainer's fit queue and fit runs: lambda selection, checkpoints, resume, cancel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from act.v1 import training_pb2
+
+from services.trainer.events import MemorySink
+from services.trainer.factory import build_fit_queue
+from services.trainer.fitqueue import FitQueue
+from services.trainer.fitting import resolve_config, validation_member
+from services.trainer.settings import TrainerSettings
+from services.trainer.store import TrainerStore
+from tests.trainer.support import TASK, make_label, trainer_settings
+
+N = 240
+
+
+def _filled_store(path: Path, n: int = N) -> TrainerStore:
+    store = TrainerStore(path)
+    for i in range(n):
+        store.upsert_label(make_label(i))
+    return store
+
+
+def _config(settings: TrainerSettings, **kw: object) -> training_pb2.FitConfig:
+    fields: dict[str, object] = {
+        "model": "cnn-28x28",
+        "epochs": 3,
+        "batch_size": 32,
+        "loss": training_pb2.LOSS_KIND_ACT,
+        "seed": 1,
+        "validation_fraction": 0.2,
+    }
+    config = training_pb2.FitConfig(**{**fields, **kw})
+    return resolve_config(config, settings, num_classes=4)
+
+
+def _ids(sink: MemorySink) -> list[str]:
+    return [e.event_id.split("/", 1)[1] for e in sink.events]
+
+
+def test_a_fit_selects_lambda_checkpoints_every_epoch_and_reports(tmp_path: Path) -> None:
+    settings = trainer_settings(tmp_path)
+    store = _filled_store(settings.store_path)
+    sink = MemorySink()
+    manager = build_fit_queue(store, settings, sink)
+    manager.start()
+    try:
+        status = manager.submit(TASK, _config(settings, power_lambda_grid=[0.6, 1.0]))
+        assert manager.wait_idle(300)
+    finally:
+        manager.stop()
+    final = store.get_fit(status.fit_id)
+    assert final is not None
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    assert final.epoch == 3
+    assert final.power_lambda_used in (0.6, 1.0)
+    assert "search/lambda=0.6/val_accuracy" in final.metrics
+    assert "search/lambda=1/val_accuracy" in final.metrics
+    held_out = sum(validation_member(f"item-{i:05d}", 0.2) for i in range(N))
+    assert final.labels_used == N - held_out
+    assert final.metrics["validation_items"] == sum(
+        validation_member(f"item-{i:05d}", 0.2) for i in range(0, N, 3)
+    )
+    assert final.metrics["val_accuracy"] > 0.8  # the blob task is easy
+    assert _ids(sink) == [
+        "started",
+        "epoch/1",
+        "checkpoint/1",
+        "epoch/2",
+        "checkpoint/2",
+        "epoch/3",
+        "checkpoint/3",
+        "completed",
+    ]
+    fit_dir = settings.checkpoint_dir / status.fit_id
+    assert (fit_dir / "checkpoint.pt").is_file() and (fit_dir / "model.pt").is_file()
+    assert final.checkpoint_uri.endswith("model.pt")
+    metrics = json.loads((fit_dir / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    checkpoint_event = sink.events[2].checkpoint
+    import hashlib
+
+    assert checkpoint_event.epoch == 1 and len(checkpoint_event.sha256) == 64
+    assert hashlib.sha256((fit_dir / "checkpoint.pt").read_bytes()).hexdigest() != ""
+
+
+class _StopAfter(MemorySink):
+    """Simulates a process stop right after a given event (the fit stays RUNNING)."""
+
+    def __init__(self, event: str) -> None:
+        super().__init__()
+        self.event = event
+        self.manager: FitQueue | None = None
+
+    def publish(self, event: training_pb2.TrainingEvent) -> None:
+        super().publish(event)
+        if event.event_id.endswith(self.event) and self.manager is not None:
+            self.manager._stop.set()
+
+
+def test_an_interrupted_fit_resumes_from_its_checkpoint_and_matches(tmp_path: Path) -> None:
+    # Reference: the same fit, never interrupted.
+    ref_settings = trainer_settings(tmp_path / "ref")
+    ref_store = _filled_store(ref_settings.store_path)
+    ref = build_fit_queue(ref_store, ref_settings, MemorySink())
+    ref.start()
+    ref_fit = ref.submit(TASK, _config(ref_settings, power_lambda=0.7, epochs=4))
+    assert ref.wait_idle(300)
+    ref.stop()
+
+    settings = trainer_settings(tmp_path / "run")
+    store = _filled_store(settings.store_path)
+    sink = _StopAfter("checkpoint/2")
+    first = build_fit_queue(store, settings, sink)
+    sink.manager = first
+    first.start()
+    fit = first.submit(TASK, _config(settings, power_lambda=0.7, epochs=4))
+    first._thread.join(120)  # type: ignore[union-attr]
+    interrupted = store.get_fit(fit.fit_id)
+    assert interrupted is not None
+    assert interrupted.state == training_pb2.FIT_STATE_RUNNING and interrupted.epoch == 2
+    # More labels arrive meanwhile: the fit keeps its snapshot.
+    for i in range(N, N + 30):
+        store.upsert_label(make_label(i))
+    resumed_sink = MemorySink()
+    second = build_fit_queue(store, settings, resumed_sink)
+    second.start()  # recovers the RUNNING fit
+    assert second.wait_idle(300)
+    second.stop()
+    done = store.get_fit(fit.fit_id)
+    reference = ref_store.get_fit(ref_fit.fit_id)
+    assert done is not None and reference is not None
+    assert done.state == training_pb2.FIT_STATE_SUCCEEDED, done.error
+    assert done.epoch == 4 and done.labels_used == reference.labels_used
+    # The epoch continues (3, 4), nothing restarts from epoch 1, no second "started".
+    assert _ids(resumed_sink) == ["epoch/3", "checkpoint/3", "epoch/4", "checkpoint/4", "completed"]
+    history = json.loads((settings.checkpoint_dir / fit.fit_id / "metrics.json").read_text())
+    assert [h["epoch"] for h in history["history"]] == [1, 2, 3, 4]
+    # Bit-for-bit the model the uninterrupted fit produced.
+    a = torch.load(ref_settings.checkpoint_dir / ref_fit.fit_id / "model.pt", weights_only=True)
+    b = torch.load(settings.checkpoint_dir / fit.fit_id / "model.pt", weights_only=True)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_cancel_and_failure(tmp_path: Path) -> None:
+    settings = trainer_settings(tmp_path)
+    store = _filled_store(settings.store_path, 60)
+    sink = MemorySink()
+    manager = build_fit_queue(store, settings, sink)
+    # Not started: the fit stays queued and is cancelled directly.
+    queued = manager.submit(TASK, _config(settings))
+    cancelled = manager.cancel(queued.fit_id, "not needed")
+    assert cancelled is not None and cancelled.state == training_pb2.FIT_STATE_CANCELLED
+    assert cancelled.error == "not needed"
+    assert manager.cancel("missing") is None
+    # A fit whose labels do not fit its class count fails with the reason.
+    bad = manager.submit(
+        TASK,
+        resolve_config(
+            training_pb2.FitConfig(model="cnn-28x28", epochs=1), settings, num_classes=2
+        ),
+    )
+    manager.start()
+    try:
+        assert manager.wait_idle(120)
+    finally:
+        manager.stop()
+    failed = store.get_fit(bad.fit_id)
+    assert failed is not None and failed.state == training_pb2.FIT_STATE_FAILED
+    assert "labels" in failed.error
+    assert _ids(sink)[-1] == "failed" and "cancelled" in _ids(sink)
+    with pytest.raises(ValueError):
+        resolve_config(training_pb2.FitConfig(power_lambda=1.5), settings)
+    with pytest.raises(KeyError):
+        resolve_config(training_pb2.FitConfig(model="nope"), settings)
