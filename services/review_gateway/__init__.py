@@ -6,7 +6,7 @@ Components (all in one process, ``python -m services.review_gateway``):
   runtime's exactly-once StageRunner and inserts each request into the durable
   queue (insert-or-ignore on ``request_id`` and ``(task_id, item_id)``); it
   produces nothing, so the input offset commits only after the insert did.
-  ``stage.TaskWatcher`` follows ``act.tasks`` for label sets.
+  ``runtime.tasks.TaskRegistry`` follows ``act.tasks`` for label sets.
 * ``api.ReviewServicer`` — the gRPC ``act.v1.ReviewService`` (lease,
   submit, extend, release, skip, statistics, reviewer management) with bearer
   tokens stored as SHA-256, precise status codes and a mandatory deadline.

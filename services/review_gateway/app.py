@@ -20,13 +20,14 @@ from services.review_gateway.db import open_database
 from services.review_gateway.errors import describe_error
 from services.review_gateway.relay import OutboxRelay
 from services.review_gateway.settings import GatewaySettings
-from services.review_gateway.stage import ReviewRequestStage, TaskWatcher
+from services.review_gateway.stage import ReviewRequestStage
 from services.review_gateway.store import ReviewStore
 from services.runtime.app import install_signal_handlers
 from services.runtime.config import KafkaSettings
 from services.runtime.grpc_server import GrpcServer
 from services.runtime.metrics import start_metrics_server
 from services.runtime.runner import RuntimeFatalError, StageRunner
+from services.runtime.tasks import TaskRegistry
 from services.runtime.topics import TopicCatalog
 
 log = structlog.get_logger(__name__)
@@ -51,7 +52,7 @@ class Gateway:
         self.server: GrpcServer | None = None
         self.runner: StageRunner[review_pb2.ReviewRequest] | None = None
         self.relay: OutboxRelay | None = None
-        self.watcher: TaskWatcher | None = None
+        self.tasks: TaskRegistry | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failed = asyncio.Event()
         self._failure = ""
@@ -95,8 +96,12 @@ class Gateway:
                 self.relay = OutboxRelay(store, self.kafka, s, self.catalog)
                 self._spawn("relay", self.relay.run())
             if s.tasks_topic_enabled:
-                self.watcher = TaskWatcher(store, self.kafka, self.catalog)
-                self._spawn("tasks", self.watcher.run())
+                # The one follower of act.tasks (as in every stage), copying each
+                # task into the database so the API can validate labels.
+                self.tasks = TaskRegistry(
+                    self.kafka, catalog=self.catalog, on_task=store.upsert_task
+                )
+                await self.tasks.start()
             if consume:
                 stage = ReviewRequestStage(
                     store, max_outage_s=s.handler_timeout_s * 0.8, on_fatal=self.fail
@@ -180,6 +185,8 @@ class Gateway:
             if isinstance(result, RuntimeFatalError):
                 log.error("fatal", component=task.get_name(), error=describe_error(result))
         self._tasks.clear()
+        if self.tasks is not None:
+            await self.tasks.stop()
         if self.store is not None:
             await self.store.close()
         log.info("gateway_stopped")

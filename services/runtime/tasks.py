@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 import structlog
@@ -21,9 +21,14 @@ from google.protobuf.message import DecodeError
 from services.runtime import kafka_clients
 from services.runtime.config import KafkaSettings
 from services.runtime.retry import RetryableError
-from services.runtime.topics import default_catalog
+from services.runtime.topics import TopicCatalog, default_catalog
 
 log = structlog.get_logger(__name__)
+
+
+#: Called with every task version read from the topic, in order (e.g. the
+#: review gateway's upsert into its database).
+TaskListener = Callable[[task_pb2.Task], Awaitable[None]]
 
 
 class TaskNotFoundError(RetryableError):
@@ -88,41 +93,106 @@ class TaskRegistry:
     policy applies.
     """
 
-    def __init__(self, kafka: KafkaSettings, wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        wait_s: float = 5.0,
+        *,
+        on_task: TaskListener | None = None,
+        catalog: TopicCatalog | None = None,
+        retry_s: float = 2.0,
+        start_timeout_s: float = 60.0,
+    ) -> None:
         self.kafka = kafka
-        self.topic = default_catalog().name("tasks", kafka.topic_prefix)
+        self.topic = (catalog or default_catalog()).name("tasks", kafka.topic_prefix)
         self.wait_s = wait_s
+        self.on_task = on_task
+        self.retry_s = retry_s
+        self.start_timeout_s = start_timeout_s
         self._tasks: dict[str, task_pb2.Task] = {}
         self._changed = asyncio.Condition()
         self._caught_up = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Read the topic to its current end, then keep following it."""
+        """Read the topic to its current end, then keep following it.
+
+        Raises when the topic does not exist (run ``act topics ensure``) or is
+        not read to its end within ``start_timeout_s``.
+        """
+        consumer = await self._open()
+        self._reader = asyncio.create_task(self._follow_forever(consumer), name="act-tasks")
+        caught_up = asyncio.create_task(self._caught_up.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {caught_up, self._reader},
+                timeout=self.start_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            caught_up.cancel()
+        if self._reader in done:
+            self._reader.result()  # the follower ended: re-raise why
+        if not self._caught_up.is_set():
+            await self.stop()
+            raise TimeoutError(f"{self.topic} not read to its end in {self.start_timeout_s} s")
+
+    async def _open(self) -> AIOKafkaConsumer:
+        """A consumer assigned to every partition of the topic, at the beginning."""
         consumer = kafka_clients.snapshot_consumer(self.kafka)
         await consumer.start()
-        self._consumer = consumer
-        await consumer.topics()  # loads cluster metadata; partitions_for_topic reads it
-        partitions = sorted(consumer.partitions_for_topic(self.topic) or ())
-        if not partitions:
-            await consumer.stop()
-            raise RuntimeError(f"topic {self.topic} does not exist: run `act topics ensure`")
-        tps = [TopicPartition(self.topic, p) for p in partitions]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        self._reader = asyncio.create_task(self._follow(consumer, end))
-        await asyncio.wait_for(self._caught_up.wait(), timeout=60)
+        try:
+            await consumer.topics()  # loads cluster metadata; partitions_for_topic reads it
+            partitions = sorted(consumer.partitions_for_topic(self.topic) or ())
+            if not partitions:
+                raise RuntimeError(f"topic {self.topic} does not exist: run `act topics ensure`")
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        return consumer
 
-    async def _follow(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> None:
+    async def _follow_forever(self, consumer: AIOKafkaConsumer) -> None:
+        """Follow the topic; after an error, reconnect and read it again from the
+        beginning (it is small, compacted, and applying a task twice is harmless),
+        so the registry never silently stops updating."""
+        while True:
+            try:
+                await self._follow(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("task_registry_retry", topic=self.topic, error=type(exc).__name__)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(self.retry_s)
+            while True:
+                try:
+                    consumer = await self._open()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("task_registry_retry", topic=self.topic, error=type(exc).__name__)
+                    await asyncio.sleep(self.retry_s)
+
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
+        tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
+        end = await consumer.end_offsets(tps)
         while True:
             batches = await consumer.getmany(timeout_ms=500)
-            records = [(r.key, r.value) for rs in batches.values() for r in rs]
+            records = [(r.key, r.value) for tp in tps for r in batches.get(tp, ())]
             if records:
                 _, bad = fold_tasks(records, self._tasks)
                 if bad:
                     log.warning("undecodable_task_records", count=bad)
+                if self.on_task is not None:
+                    for task in _decodable(records):
+                        await self.on_task(task)
                 async with self._changed:
                     self._changed.notify_all()
             if not self._caught_up.is_set():
@@ -150,7 +220,19 @@ class TaskRegistry:
         """Stop following the topic."""
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
-        if self._consumer is not None:
-            await self._consumer.stop()
+            self._reader = None
+
+
+def _decodable(records: Iterable[tuple[bytes | None, bytes | None]]) -> Iterator[task_pb2.Task]:
+    """The tasks among (key, value) records, in order; tombstones and undecodable
+    records are skipped (a listener keeps what it was told: queued items of a
+    retired task still need its label set)."""
+    for _, value in records:
+        if not value:
+            continue
+        try:
+            yield task_pb2.Task.FromString(value)
+        except DecodeError:
+            continue

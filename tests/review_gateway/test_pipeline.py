@@ -1,6 +1,6 @@
 """The whole path through a real broker: review requests in, FinalLabels out.
 
-The gateway runs in-process (consumer, gRPC, relay, reaper, task watcher);
+The gateway runs in-process (consumer, gRPC, relay, reaper, task registry);
 the replay reviewer answers from reference labels with 80 % accuracy.
 """
 
