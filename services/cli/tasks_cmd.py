@@ -62,6 +62,53 @@ def task_create(
     critic_model: Annotated[
         str | None, typer.Option(help="provider:model of the criticizer.")
     ] = None,
+    sensitive_label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sensitive-label",
+            metavar="NAME",
+            help="A label whose items reviewers see blurred or masked until revealed, "
+            "with their exposure counted (repeatable).",
+        ),
+    ] = None,
+    show_machine_label: Annotated[
+        bool | None,
+        typer.Option(
+            "--show-machine-label/--hide-machine-label",
+            help="Show reviewers the machine label (it anchors them; default: hide).",
+            show_default=False,
+        ),
+    ] = None,
+    show_critique: Annotated[
+        bool | None,
+        typer.Option(
+            "--show-critique/--hide-critique",
+            help="Show reviewers the critic's eps and rationale (default: hide).",
+            show_default=False,
+        ),
+    ] = None,
+    overlap_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of reviewed items also sent to a second reviewer, in [0, 1] (default 0)."
+        ),
+    ] = None,
+    exposure_break_after: Annotated[
+        int | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Prompt a break after this many seconds of revealed sensitive content "
+            "(default: the gateway's).",
+        ),
+    ] = None,
+    exposure_daily_cap: Annotated[
+        int | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Per reviewer, sensitive label and UTC day: no more leases after this many "
+            "seconds revealed (default: the gateway's).",
+        ),
+    ] = None,
     replace: Annotated[
         bool, typer.Option(help="Publish even if a different task with this id exists.")
     ] = False,
@@ -85,6 +132,12 @@ def task_create(
         "instructions": instructions,
         "annotator_model": annotator_model,
         "critic_model": critic_model,
+        "sensitive_labels": sensitive_label or None,
+        "show_machine_label": show_machine_label,
+        "show_critique": show_critique,
+        "overlap_fraction": overlap_fraction,
+        "exposure_break_after_s": exposure_break_after,
+        "exposure_daily_cap_s": exposure_daily_cap,
     }
     try:
         task = tasks.build_task(tasks.load_task_file(file) if file else None, flags)

@@ -196,3 +196,17 @@ def bernoulli_draws(seed: int, task_id: str, item_ids: Sequence[str]) -> FloatAr
     return np.fromiter(
         (bernoulli_draw(seed, task_id, i) for i in item_ids), dtype=np.float64, count=len(item_ids)
     )
+
+
+def check_sampling_values(
+    budget_fraction: float, pi_min: float, beta: float, window_items: int
+) -> None:
+    """ValueError unless the sampling values every rule shares are in range."""
+    if not 0.0 <= budget_fraction <= 1.0:
+        raise ValueError(f"budget_fraction {budget_fraction} outside [0, 1]")
+    if not 0.0 <= pi_min <= 1.0:
+        raise ValueError(f"pi_min {pi_min} outside [0, 1]")
+    if beta <= 0:
+        raise ValueError("beta must be > 0")
+    if window_items < 1:
+        raise ValueError("window_items must be >= 1")

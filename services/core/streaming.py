@@ -48,7 +48,13 @@ from act.v1 import sampling_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
-from services.core.sampling import DEFAULT_BETA, AlphaMethod, Rule, bernoulli_draw
+from services.core.sampling import (
+    DEFAULT_BETA,
+    AlphaMethod,
+    Rule,
+    bernoulli_draw,
+    check_sampling_values,
+)
 
 Forced = Literal["", "hard_cap", "window_cap", "pacing_floor"]
 
@@ -249,14 +255,7 @@ class StreamingParams:
     sketch_half_life: float = 1000.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.budget_fraction <= 1.0:
-            raise ValueError("budget_fraction must be in [0, 1]")
-        if not 0.0 <= self.pi_min <= 1.0:
-            raise ValueError("pi_min must be in [0, 1]")
-        if self.window_items < 1:
-            raise ValueError("window_items must be >= 1")
-        if self.beta <= 0:
-            raise ValueError("beta must be > 0")
+        check_sampling_values(self.budget_fraction, self.pi_min, self.beta, self.window_items)
         if (self.hard_cap is not None and self.hard_cap < 0) or self.tolerance < 0:
             raise ValueError("hard_cap and tolerance must be >= 0")
 
@@ -313,10 +312,6 @@ class StreamingSampler:
         self.window_selected = 0
         #: Next input offset this state has not accounted for.
         self.committed_offset = 0
-        #: committed_offset of the last snapshot emitted or restored; None = never.
-        self.snapshot_offset: int | None = None
-        #: Decisions since that snapshot.
-        self.unsnapshotted = 0
 
     @property
     def window_id(self) -> str:
@@ -358,7 +353,6 @@ class StreamingSampler:
         if delta:
             self.selected += 1
             self.window_selected += 1
-        self.unsnapshotted += 1
         if offset is not None:
             self.committed_offset = offset + 1
         return StreamDecision(
@@ -406,28 +400,6 @@ class StreamingSampler:
 
     # -------------------------------------------------------------- state
 
-    def snapshot_due(self, offset: int, every: int, max_lag: int) -> bool:
-        """Whether to emit a snapshot with the record at ``offset``.
-
-        Always for the first decision of a lineage (so that a committed
-        decision implies a committed snapshot to replay from), then every
-        ``every`` decisions, and at the latest ``max_lag`` input offsets after
-        the last snapshot (which bounds the replay after a restore).
-        """
-        if self.unsnapshotted == 0:
-            return False
-        if self.snapshot_offset is None:
-            return True
-        return self.unsnapshotted >= every or offset + 1 - self.snapshot_offset >= max_lag
-
-    def snapshot(self, offset: int, now: Timestamp | None = None) -> sampling_pb2.SamplerState:
-        """The state as of the record at ``offset`` (processed in order, so every
-        record of this task up to it is counted), marked as snapshotted."""
-        self.committed_offset = max(self.committed_offset, offset + 1)
-        self.snapshot_offset = self.committed_offset
-        self.unsnapshotted = 0
-        return self.to_proto(now)
-
     def to_proto(self, now: Timestamp | None = None) -> sampling_pb2.SamplerState:
         """The state as the ``sampler_state`` changelog record (``now``: updated_at)."""
         state = sampling_pb2.SamplerState(
@@ -471,7 +443,6 @@ class StreamingSampler:
         sampler.window_seen = state.window_seen
         sampler.window_selected = state.window_selected
         sampler.committed_offset = state.committed_offset
-        sampler.snapshot_offset = state.committed_offset
         head, _, index = state.window_id.rpartition(":")
         sampler.window_index = int(index) if head and index.isdigit() else 0
         return sampler

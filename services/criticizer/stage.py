@@ -8,7 +8,6 @@ annotator's own model (same provider family and model name).
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -72,10 +71,7 @@ class CriticizerStage(
     input_type = annotation_pb2.Annotation
 
     fallback_strategy = common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT
-
-    def strategy_name(self, strategy: int) -> str:
-        """The critique strategy's enum name."""
-        return str(common_pb2.CritiqueStrategy.Name(strategy))
+    strategy_enum = common_pb2.CritiqueStrategy
 
     def metric_families(self) -> tuple[Any, ...]:
         """Critiques produced, eps distribution."""
@@ -96,12 +92,9 @@ class CriticizerStage(
         blind = annotation_pb2.Annotation()
         blind.CopyFrom(annotation)
         blind.item.ClearField("reference_label")  # never shown to a model
-        started = time.perf_counter()
-        result = await self.backend.critique(task, blind, strategy)
-        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        result, elapsed_ms = await self.timed(self.backend.critique(task, blind, strategy))
         critique = self._critique(task.task_id or item.task_id, annotation, strategy, result, task)
-        if not critique.usage.latency_ms:
-            critique.usage.latency_ms = elapsed_ms
+        critique.usage.CopyFrom(self.output_usage(result.usage, elapsed_ms))
         produced, eps = self.strategy_metrics(strategy)
         produced.inc()
         eps.observe(critique.eps)
@@ -132,7 +125,6 @@ class CriticizerStage(
             self_criticism=same_model(annotation.model, model),
         )
         critique.annotation.CopyFrom(annotation)
-        critique.usage.CopyFrom(result.usage.to_proto())
         if result.multiple_choice_level is not None:
             if not 1 <= result.multiple_choice_level <= 5:
                 raise PermanentError(

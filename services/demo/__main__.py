@@ -8,7 +8,9 @@ paper's Table 3 for the streamed data and writes it with two plots under
 
 Options: ``--dataset fashion|spam`` (default fashion, a data set of the
 paper), ``--items N``, ``--rule exponential|threshold|normalization``,
-``--seeds``, ``--out``. The broker and the database come from
+``--seeds``, ``--out``, ``--review-in-browser N`` (the replay reviewer
+leaves N review requests for a person in the gateway's web workspace, and
+the demo waits for them before training). The broker and the database come from
 ``ACT_KAFKA_BOOTSTRAP_SERVERS`` and ``ACT_DEMO_DATABASE_URL`` (the local
 stack's defaults otherwise).
 """
@@ -41,10 +43,15 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
                    default="exponential", help="sampling rule of the stream")  # fmt: skip
     p.add_argument("--seeds", type=int, default=5, help="runs per method in Table 3")
     p.add_argument("--out", type=Path, default=Path("reports/demo"))
+    p.add_argument("--review-in-browser", type=int, default=0, metavar="N",
+                   help="leave N review requests for you in the web workspace; the replay "
+                   "reviewer answers the rest (default 0)")  # fmt: skip
     args = p.parse_args(argv)
     dataset = DATASETS[args.dataset]
     if args.items < 0 or args.seeds < 1:
         p.error("--items must be >= 0 and --seeds >= 1")
+    if args.review_in_browser < 0:
+        p.error("--review-in-browser must be >= 0")
     return DemoConfig(
         dataset=dataset,
         items=args.items or dataset.default_items,
@@ -55,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         ),
         rule=args.rule,
         seeds=args.seeds,
+        review_in_browser=args.review_in_browser,
     )
 
 

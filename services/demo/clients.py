@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -24,22 +25,81 @@ FIT_METRICS = ("train_loss", "val_accuracy")
 # ---------------------------------------------------------- review gateway
 
 
-async def create_reviewer(target: str, admin_token: str) -> str:
+async def create_reviewer(
+    target: str,
+    admin_token: str,
+    name: str = "replay-reviewer",
+    role: api_pb2.ReviewerRole.ValueType = api_pb2.REVIEWER_ROLE_REVIEWER,
+) -> str:
     """A reviewer's token from the gateway (admin call)."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = api_pb2_grpc.ReviewServiceStub(channel)
         created = await stub.CreateReviewer(
-            api_pb2.CreateReviewerRequest(name="replay-reviewer"),
+            api_pb2.CreateReviewerRequest(name=name, role=role),
             metadata=bearer_metadata(admin_token),
             timeout=10,
         )
     return str(created.token)
 
 
+@dataclass(frozen=True)
+class WebLogins:
+    """The web workspace of this run's gateway and the two people's demo tokens."""
+
+    base_url: str
+    # Shown once on the operator's terminal; never in a repr, so never in a log line.
+    admin_token: str = field(repr=False)  # reviewer "demo-admin" (role admin)
+    reviewer_token: str = field(repr=False)  # reviewer "demo-reviewer"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.base_url}/admin"
+
+    @property
+    def review_url(self) -> str:
+        return f"{self.base_url}/review"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.base_url}/login"
+
+
+async def create_web_logins(target: str, admin_token: str, base_url: str) -> WebLogins:
+    """An admin reviewer and a reviewer for the web workspace.
+
+    The bootstrap admin token is for gRPC only (the web login refuses it), so
+    the admin page needs an admin *reviewer*.
+    """
+    admin = await create_reviewer(target, admin_token, "demo-admin", api_pb2.REVIEWER_ROLE_ADMIN)
+    reviewer = await create_reviewer(target, admin_token, "demo-reviewer")
+    return WebLogins(base_url, admin, reviewer)
+
+
+async def task_completed(target: str, admin_token: str, task_id: str) -> int:
+    """Review requests of the task with a human label on the gateway (admin call)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = api_pb2_grpc.ReviewServiceStub(channel)
+        stats = await stub.GetTaskStats(
+            api_pb2.GetTaskStatsRequest(task_id=task_id),
+            metadata=bearer_metadata(admin_token),
+            timeout=10,
+        )
+    return int(stats.completed)
+
+
 def replay_reviewer(
-    target: str, token: str, task: task_pb2.Task, plan: Plan, accuracy: float
+    target: str,
+    token: str,
+    task: task_pb2.Task,
+    plan: Plan,
+    accuracy: float,
+    leave_for_people: int = 0,
 ) -> ReplayReviewer:
-    """The replay reviewer of this run (human labels from the data set)."""
+    """The replay reviewer of this run (human labels from the data set).
+
+    It skips the first ``leave_for_people`` items it leases, which stay
+    pending for a person in the web workspace (``--review-in-browser``).
+    """
     return ReplayReviewer(
         ReplayConfig(
             target=target,
@@ -50,6 +110,7 @@ def replay_reviewer(
             concurrency=8,
             idle_seconds=1e9,  # stopped by the demo once the trainer has every label
             seed=0,
+            leave_for_people=leave_for_people,
         )
     )
 

@@ -67,7 +67,9 @@ class DemoConfig:
     selection_items: int = 500
     reviewer_accuracy: float = 1.0
     seeds: int = 5
+    review_in_browser: int = 0  # review requests the replay reviewer leaves for a person
     stall_s: float = 180.0
+    remind_every_s: float = 30.0  # while review requests wait for a person
     fit_timeout_s: float = 600.0
     run_id: str = field(default_factory=lambda: time.strftime("%Y%m%d-%H%M%S"))
 

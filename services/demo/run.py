@@ -8,11 +8,17 @@
    (10 points more, appendix F).
 3. **Five services** as processes over the local Kafka broker and PostgreSQL:
    annotator and criticizer with the few-shot backend, sampler, review gateway
-   and trainer, on topics of their own (a run prefix) so runs never mix.
+   and trainer, on topics of their own (a run prefix) so runs never mix. The
+   gateway also serves its reviewer web workspace on a free local port; the
+   demo creates an admin reviewer and a reviewer for it and prints the pages'
+   URLs with their (demo-only) tokens on the terminal, never in a log.
 4. **Stream.** The items go to ``act.items`` like ``act ingest``; the replay
    reviewer answers the review requests with the data set's human labels,
    while a progress line per few seconds shows each stage's committed counts
-   (scraped from the services' ``/metrics``).
+   (scraped from the services' ``/metrics``). With ``--review-in-browser N``
+   it skips the first N review requests it leases, which stay pending for a
+   person in the web workspace; the demo reminds them every 30 s and waits
+   (no stall timeout while only their items are outstanding).
 5. **Train.** A ``StartFit`` on the trainer service fits the downstream model
    with the ACT loss on the final labels, progress per epoch.
 6. **Table 3** from what the trainer stored: every method, five seeds, the
@@ -27,6 +33,7 @@ Where the parts live: :mod:`services.demo.plan` (items, budget, task),
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import time
@@ -34,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from act.v1 import task_pb2
 
 from services.cli.ingest import IngestOptions, ingest_to_kafka, parse_records
@@ -51,7 +59,7 @@ from services.demo.plan import (
     select_budget,
     streamed_records,
 )
-from services.demo.progress import stream_until_trained_on
+from services.demo.progress import PeopleReviews, stream_until_trained_on
 from services.devkit.processes import REPO_ROOT, ServiceProcess, Supervisor, free_port
 from services.devkit.scrape import scrape
 from services.experiments.pipeline import experiment_from_store
@@ -103,6 +111,11 @@ def make_services(config: DemoConfig, run_dir: Path, prefix: str, admin_token: s
                 "DATABASE_SCHEMA": prefix.rstrip(".").replace("-", "_"),
                 "ADMIN_TOKEN": admin_token,
                 "DATA_DIR": str(run_dir / "gateway"),
+                # The web workspace: this machine only, plain HTTP, so cookies
+                # without the Secure flag (some browsers drop those on http://).
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(free_port()),
+                "WEB_COOKIE_SECURE": "false",
             },
         ),
         (
@@ -137,6 +150,22 @@ def make_services(config: DemoConfig, run_dir: Path, prefix: str, admin_token: s
             ServiceProcess(name, module, env, log, metrics_port, grpc_port, new_session=True)
         )
     return Supervisor(services)
+
+
+def web_url(services: Supervisor) -> str:
+    """The base URL of the review gateway's web workspace."""
+    return f"http://127.0.0.1:{services['review-gateway'].env['ACT_GATEWAY_HTTP_PORT']}"
+
+
+def say_web_logins(logins: clients.WebLogins, say: Say) -> None:
+    """The web workspace's pages and tokens, on the terminal only (never a log file)."""
+    say(f"\n   reviewer web workspace {logins.base_url} (log in at {logins.login_url} "
+        "with a token below)")  # fmt: skip
+    say("   demo-only credentials of this run, printed on this terminal only:")
+    say(f"     admin page    {logins.admin_url:<40} token of demo-admin:    "
+        f"{logins.admin_token}")  # fmt: skip
+    say(f"     reviewer page {logins.review_url:<40} token of demo-reviewer: "
+        f"{logins.reviewer_token}")  # fmt: skip
 
 
 async def wait_ready(services: Supervisor, timeout_s: float = 180.0) -> None:
@@ -237,29 +266,53 @@ async def stream_and_train(config: DemoConfig, run_dir: Path, say: Say) -> Strea
             services.start()
             await wait_ready(services)
             for service in services:
+                web = service.env.get("ACT_GATEWAY_HTTP_PORT")
                 say(f"   {service.name:<15} pid {service.pid or '?':<7} "
                     f"metrics :{service.metrics_port}  gRPC :{service.grpc_port}  "
-                    f"log {service.log}")  # fmt: skip
+                    + (f"web :{web}  " if web else "")
+                    + f"log {service.log}")  # fmt: skip
             gateway = f"127.0.0.1:{services['review-gateway'].grpc_port}"
             trainer = f"127.0.0.1:{services['trainer'].grpc_port}"
+            logins = await clients.create_web_logins(gateway, admin, web_url(services))
+            say_web_logins(logins, say)
             token = await clients.create_reviewer(gateway, admin)
-            reviewer = clients.replay_reviewer(gateway, token, task, plan, config.reviewer_accuracy)
+            reviewer = clients.replay_reviewer(
+                gateway, token, task, plan, config.reviewer_accuracy, config.review_in_browser
+            )
             reviewer_task = asyncio.create_task(reviewer.run())
+            people = None
+            if config.review_in_browser:
+                people = PeopleReviews(
+                    logins.review_url,
+                    lambda: clients.task_completed(gateway, admin, task.task_id),
+                    config.remind_every_s,
+                )
 
             say(f"\n== 4. stream: task {task.task_id}, {config.rule} rule, budget "
                 f"{task.budget.fraction:.1%}; the replay reviewer answers with the data set's "
                 "human labels")  # fmt: skip
+            if people is not None:
+                say(f"   it leaves the first {config.review_in_browser} review requests for "
+                    f"you: review them at {people.url} (token of demo-reviewer or demo-admin); "
+                    "the demo waits for them before training")  # fmt: skip
             started = time.monotonic()
             sent = await publish(config, kafka, task, plan)
             say(f"   {sent} items published to {items_topic(kafka)} "
                 f"in {time.monotonic() - started:.1f} s")  # fmt: skip
             progress = await stream_until_trained_on(
-                services, reviewer, sent, say, stall_s=config.stall_s
+                services, reviewer, sent, say, stall_s=config.stall_s, people=people
             )
             reviewed = reviewer.summary.submitted
+            by_people = ""
+            if people is not None:
+                in_browser = 0
+                with contextlib.suppress(grpc.aio.AioRpcError):  # a count in a message only
+                    in_browser = max(0, await people.completed() - reviewed)
+                reviewed += in_browser
+                by_people = f", {in_browser} of them in the browser"
             say(f"   done in {time.monotonic() - started:.0f} s: {reviewed} human reviews "
-                f"({reviewed / sent:.1%} of items, budget {task.budget.fraction:.1%}), "
-                f"{progress.dead_letters} dead letters")  # fmt: skip
+                f"({reviewed / sent:.1%} of items, budget {task.budget.fraction:.1%}"
+                f"{by_people}), {progress.dead_letters} dead letters")  # fmt: skip
             await clients.stop_reviewer(reviewer, reviewer_task)
             reviewer_task = None
 

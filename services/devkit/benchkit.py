@@ -12,7 +12,7 @@ import asyncio
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -110,8 +110,16 @@ async def drain(
     partitions: int,
     n: int,
     timeout_s: float,
+    *,
+    ready: Callable[[], bool] | None = None,
+    poll_s: float = 0.02,
 ) -> float:
-    """Run ``stage`` until its group committed ``n`` inputs; returns items per second."""
+    """Run ``stage`` until its group committed ``n`` inputs; returns items per second.
+
+    The committed offsets are polled every ``poll_s``; with ``ready``, only
+    once ``ready()`` is true (polling the broker all along would steal the
+    event loop from the stage being measured).
+    """
     clock = FirstRecordClock(stage)
     runner = StageRunner(stage, kafka, settings)
     admin = kafka_clients.admin_client(kafka)
@@ -125,16 +133,17 @@ async def drain(
             if run.done():
                 run.result()
                 raise RuntimeError("stage stopped early")
-            try:
-                got = await admin.list_consumer_group_offsets(group, partitions=tps)
-            except KafkaError:  # coordinator not ready yet (fresh broker, new group)
-                got = {}
-            if sum(max(0, got[tp].offset) for tp in tps if tp in got) >= n:
-                done_at = time.perf_counter()
-                break
+            if ready is None or ready():
+                try:
+                    got = await admin.list_consumer_group_offsets(group, partitions=tps)
+                except KafkaError:  # coordinator not ready yet (fresh broker, new group)
+                    got = {}
+                if sum(max(0, got[tp].offset) for tp in tps if tp in got) >= n:
+                    done_at = time.perf_counter()
+                    break
             if time.perf_counter() > deadline:
                 raise TimeoutError("benchmark did not finish")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(poll_s)
         assert clock.first_at is not None
         return n / (done_at - clock.first_at)
     finally:

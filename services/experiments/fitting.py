@@ -83,14 +83,9 @@ def _act_dataset(
         ), None
     reviews = sample_reviews(
         ctx.annotations.eps,
-        method.rule,
-        budget,
-        seed=seed,
+        ctx.config.sampling(method.rule, budget, seed, beta),
         ids=ctx.train_ids,
         task_id=f"table3/{ctx.dataset}",
-        beta=beta,
-        pi_min=ctx.config.pi_min,
-        alpha_method=ctx.config.alpha_method,
         trim=method.rule in ctx.config.trim_rules,
     )
     data = ActDataset.from_arrays(ctx.train_inputs, machine, human, reviews.delta, reviews.pi, k)

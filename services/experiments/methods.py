@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from services.core.sampling import AlphaMethod
 from services.trainer.hpo import PAPER_LAMBDA_GRID
 from services.trainer.loss import LossKind
-from services.trainer.sampling import Rule
+from services.trainer.sampling import Rule, SamplingParams
 
 #: Receives one human-readable line per step of a run (None: silent).
 Progress = Callable[[str], None]
@@ -79,7 +80,7 @@ class TableConfig:
     #: Exponential-weighting steepness; appendix A.3 "tries beta = 10 or 100", so with
     #: more than one value beta is selected on the validation set like lambda.
     betas: tuple[float, ...] = (10.0, 100.0)
-    alpha_method: Literal["quantile", "solve"] = "quantile"  # appendix A.3: quantile
+    alpha_method: AlphaMethod = "quantile"  # appendix A.3: quantile
     pi_min: float = 0.0
     #: Rules whose draws are trimmed to ``sum delta <= B`` like the sampler service does.
     #: Default: exponential and thresholding (the paper sets their parameters "such that
@@ -95,3 +96,11 @@ class TableConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default (1 in workers)
     #: Processes training in parallel (1 = in this process).
     workers: int = 1
+
+    def sampling(self, rule: Rule, budget: float, seed: int, beta: float) -> SamplingParams:
+        """The sampler's parameters of one ACT-data draw: batch mode, this table's
+        alpha method and floor, one budget, seed and beta of the grid."""
+        return SamplingParams(
+            rule=rule, budget_fraction=budget, mode="batch", beta=beta,
+            alpha_method=self.alpha_method, pi_min=self.pi_min, seed=seed,
+        )  # fmt: skip

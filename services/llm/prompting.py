@@ -15,15 +15,16 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
-from services.llm.datablock import DataField
+from services.llm.datablock import DATA_RULES, DataField
 from services.llm.grammar import OutputSpec
 from services.llm.images import item_image, render_as_text
 from services.llm.outputs import OutputParseError
-from services.llm.types import ChatRequest, ChatResponse, LLMClient, Message
+from services.llm.settings import LLMOptions
+from services.llm.types import ChatRequest, ChatResponse, ContentPart, LLMClient, Message
 from services.models.base import CallUsage
 from services.runtime.retry import PermanentError
 
@@ -42,6 +43,57 @@ class Prompt:
     spec: OutputSpec
     max_tokens: int
     reasoning: bool
+
+
+#: The system message of every prompt: what a task shares across its items.
+SYSTEM_TEMPLATE = (
+    "{role}\n\n{task}\n{instructions}\nLabels (index: name):\n{labels}\n\n{rules}\n\n{format}"
+)
+
+
+def system_text(task: task_pb2.Task, *, role: str, what: str, output_format: str) -> str:
+    """The system message (:data:`SYSTEM_TEMPLATE`): the role, ``what`` to do with
+    an item of the task's modality, the task's own instructions, its labels, the
+    data-block rules and the output format."""
+    instructions = f"Task description: {task.instructions.strip()}\n" if task.instructions else ""
+    return SYSTEM_TEMPLATE.format(
+        role=role,
+        task=what,
+        instructions=instructions,
+        labels=label_list(task),
+        rules=DATA_RULES,
+        format=output_format,
+    )
+
+
+def prompt_template_hash(
+    version: str, role: str, what: str, output_format: str, *user: str, images: bool
+) -> str:
+    """The :func:`template_hash` of a prompt: its wording ``version``, the unfilled
+    parts of its system message (:func:`system_text`), then those of its user
+    message (``user``, in order), and whether it shows images."""
+    return template_hash(
+        version, SYSTEM_TEMPLATE, role, what, output_format, DATA_RULES, *user, str(images)
+    )
+
+
+def chat_prompt(
+    system: str,
+    user: tuple[ContentPart, ...],
+    *,
+    template_sha256: str,
+    spec: OutputSpec,
+    max_tokens: int,
+    reasoning: bool,
+) -> Prompt:
+    """A prompt of one system and one user message."""
+    return Prompt(
+        messages=(Message.text("system", system), Message("user", user)),
+        template_sha256=template_sha256,
+        spec=spec,
+        max_tokens=max_tokens,
+        reasoning=reasoning,
+    )
 
 
 @lru_cache(maxsize=1024)
@@ -240,3 +292,66 @@ async def ask_until_parsed(
     raise PermanentError(
         f"unparseable {what} after {reask_attempts + 1} call(s): {reason}", raw_output=text
     )
+
+
+class PromptBuilder(Protocol):
+    """Builds one record's prompt for a client (see :meth:`LLMBackendBase.ask`)."""
+
+    def __call__(self, *, images: bool, max_tokens: int, store_dir: str) -> Prompt: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Asked(Generic[T]):
+    """What :meth:`LLMBackendBase.ask` used and got: the model, the prompt, the answer."""
+
+    choice: ModelChoice
+    prompt: Prompt
+    answer: Answer[T]
+
+
+class LLMBackendBase:
+    """What the LLM annotator and critic backends share: a client, the options,
+    and one prompted, parsed (and re-asked) call of the task's model."""
+
+    def __init__(self, client: LLMClient, options: LLMOptions) -> None:
+        self.client = client
+        self.options = options
+
+    async def ask(
+        self,
+        ref: common_pb2.ModelRef,
+        build: PromptBuilder,
+        *,
+        reasoning: bool,
+        logprobs: bool,
+        output_format: str,
+        parse: Callable[[ChatResponse], T],
+        what: str,
+    ) -> Asked[T]:
+        """Choose the model of ``ref`` (:func:`choose_model`), build the prompt
+        with the output cap (the task's ``max_tokens`` or the options' cap for
+        ``reasoning`` or not), and ask until the reply parses
+        (:func:`ask_until_parsed`); ``logprobs``: ask for the generated
+        tokens' log-probabilities."""
+        options = self.options
+        choice = choose_model(ref, self.client, options.temperature, options.top_logprobs)
+        max_tokens = choice.max_tokens or (
+            options.max_tokens_cot if reasoning else options.max_tokens_naive
+        )
+        prompt = build(
+            images=self.client.supports_images,
+            max_tokens=max_tokens,
+            store_dir=options.image_store_dir,
+        )
+        answer = await ask_until_parsed(
+            self.client,
+            prompt,
+            choice,
+            max_tokens=max_tokens,
+            top_logprobs=choice.top_logprobs if logprobs else 0,
+            reask_attempts=options.reask_attempts,
+            output_format=output_format,
+            parse=parse,
+            what=what,
+        )
+        return Asked(choice, prompt, answer)

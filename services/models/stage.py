@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
 from act.v1 import common_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message as ProtoMessage
 
+from services.models.base import CallUsage
 from services.runtime.stage import Hook, HookedStage
 from services.runtime.tasks import TaskSource
 
 M = TypeVar("M", bound=ProtoMessage)
 B = TypeVar("B")
 S = TypeVar("S", bound=int)  # the stage's strategy enum
+R = TypeVar("R")
 
 
 class ModelStage(HookedStage[M], Generic[M, B, S]):
@@ -22,10 +26,12 @@ class ModelStage(HookedStage[M], Generic[M, B, S]):
     Holds the backend, the task source, the provider name its outputs carry
     when the task names none, and the strategy for tasks that leave it
     unspecified (``fallback_strategy`` unless given). Subclasses name their
-    per-strategy metric families.
+    strategy enum and their per-strategy metric families.
     """
 
     fallback_strategy: S
+    #: The strategy enum (its value names label the metrics).
+    strategy_enum: ClassVar[EnumTypeWrapper]
 
     def __init__(
         self,
@@ -48,7 +54,7 @@ class ModelStage(HookedStage[M], Generic[M, B, S]):
 
     def strategy_name(self, strategy: int) -> str:
         """The strategy's enum name (the metrics' label)."""
-        raise NotImplementedError
+        return str(self.strategy_enum.Name(strategy))
 
     def metric_families(self) -> tuple[Any, ...]:
         """The metric families labelled by strategy, in the order ``strategy_metrics`` gives."""
@@ -71,3 +77,19 @@ class ModelStage(HookedStage[M], Generic[M, B, S]):
             base_url=ref.base_url,
             params=dict(ref.params),
         )
+
+    @staticmethod
+    async def timed(call: Awaitable[R]) -> tuple[R, float]:
+        """The backend call's result and how long it took, in milliseconds."""
+        started = time.perf_counter()
+        result = await call
+        return result, (time.perf_counter() - started) * 1000.0
+
+    @staticmethod
+    def output_usage(usage: CallUsage, elapsed_ms: float) -> common_pb2.Usage:
+        """The Usage an output records: the backend's, with the measured
+        ``elapsed_ms`` when the backend reports no latency."""
+        proto = usage.to_proto()
+        if not proto.latency_ms:
+            proto.latency_ms = elapsed_ms
+        return proto

@@ -30,30 +30,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-import psycopg
 import structlog
-from act.v1 import api_pb2, api_pb2_grpc, review_pb2, task_pb2
-from sqlalchemy import exc as sa_exc
+from act.v1 import api_pb2, api_pb2_grpc, review_pb2
 
 from services.review_gateway import metrics
-from services.review_gateway.auth import (
-    BOOTSTRAP_ADMIN_ID,
-    Authenticator,
-    new_token,
-    require_admin,
-    token_sha256,
-)
-from services.review_gateway.errors import GatewayError, InvalidArgument, PermissionDenied
-from services.review_gateway.labels import request_item
-from services.review_gateway.settings import GatewaySettings
-from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER, Reviewer, ReviewStore
+from services.review_gateway.errors import GatewayError, InvalidArgument, is_unavailable
+from services.review_gateway.ops import LeaseView, ReviewOps
+from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER, Reviewer
 
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME = "act.v1.ReviewService"
-MAX_ID_CHARS = 200
-MAX_REASON_CHARS = 2000
-_POLL_S = 0.25
 
 T = TypeVar("T")
 
@@ -68,37 +55,12 @@ _ROLE_ENUM = {
 }
 
 
-def _is_unavailable(exc: BaseException) -> bool:
-    """Connection-level database errors (the caller should retry)."""
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(
-        exc,
-        sa_exc.OperationalError
-        | sa_exc.InterfaceError
-        | sa_exc.TimeoutError
-        | psycopg.OperationalError
-        | psycopg.InterfaceError
-        | OSError,
-    )
-
-
-def _check_id(name: str, value: str, *, required: bool = True) -> None:
-    if required and not value:
-        raise InvalidArgument(f"{name} is required")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidArgument(f"{name} longer than {MAX_ID_CHARS} characters")
-
-
 class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
-    """Leases, submissions, skips, statistics and reviewer management."""
+    """The gRPC edge: each RPC authenticates, calls :class:`~.ops.ReviewOps`, answers."""
 
-    def __init__(self, store: ReviewStore, settings: GatewaySettings) -> None:
-        self.store = store
-        self.settings = settings
-        self.auth = Authenticator(store, settings.admin_token, settings.token_cache_s)
-
-    # ------------------------------------------------------------ plumbing
+    def __init__(self, ops: ReviewOps) -> None:
+        self.ops = ops
+        self.settings = ops.settings
 
     async def _call(
         self,
@@ -117,7 +79,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
             budget = min(
                 float(remaining), self.settings.call_timeout_s + self.settings.max_wait_seconds
             )
-            caller = await self.auth.authenticate(context.invocation_metadata())
+            caller = await self.ops.auth.authenticate(context.invocation_metadata())
             async with asyncio.timeout(max(budget, 0.001)):
                 return await handler(caller, budget)
         except GatewayError as exc:
@@ -134,7 +96,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
-            if _is_unavailable(exc):
+            if is_unavailable(exc):
                 # The database is unreachable: a retry later may succeed.
                 code = grpc.StatusCode.UNAVAILABLE
                 log.warning("rpc_unavailable", method=method, error_type=type(exc).__name__)
@@ -147,13 +109,6 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
             metrics.RPCS.labels(method=method, code=code.name).inc()
             metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - started)
 
-    def _lease_seconds(self, requested: int) -> int:
-        if requested < 0:
-            raise InvalidArgument("lease_seconds must be >= 0")
-        if requested == 0:
-            return self.settings.lease_seconds
-        return min(requested, self.settings.max_lease_seconds)
-
     # -------------------------------------------------------------- review
 
     async def Lease(
@@ -162,40 +117,16 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Lease the next pending item (long-polls up to ``wait_seconds``)."""
 
         async def handle(caller: Reviewer, budget: float) -> api_pb2.LeaseResponse:
-            _check_id("task_id", request.task_id, required=False)
-            seconds = self._lease_seconds(request.lease_seconds)
-            if request.wait_seconds < 0:
-                raise InvalidArgument("wait_seconds must be >= 0")
-            loop = asyncio.get_running_loop()
-            # Answer (empty) a little before the client's deadline runs out.
-            wait = min(float(request.wait_seconds), self.settings.max_wait_seconds, budget * 0.8)
-            until = loop.time() + wait
-            while True:
-                self.store.queue_changed.clear()
-                leased = await self.store.lease(caller.id, request.task_id, seconds)
-                if leased is not None:
-                    return self._lease_response(leased)
-                left = until - loop.time()
-                if left <= 0:
-                    return api_pb2.LeaseResponse()
-                try:
-                    async with asyncio.timeout(min(left, _POLL_S)):
-                        await self.store.queue_changed.wait()
-                except TimeoutError:
-                    pass
+            view = await self.ops.lease(
+                caller,
+                request.task_id,
+                lease_seconds=request.lease_seconds,
+                wait_seconds=request.wait_seconds,
+                budget_s=budget,
+            )
+            return api_pb2.LeaseResponse() if view is None else _lease_response(view)
 
         return await self._call("Lease", context, handle)
-
-    def _lease_response(self, leased: Any) -> api_pb2.LeaseResponse:
-        response = api_pb2.LeaseResponse(lease_id=leased.lease_id)
-        response.request.MergeFromString(leased.request)
-        if not self.settings.expose_reference_labels:
-            request_item(response.request).ClearField("reference_label")
-        task = task_pb2.Task.FromString(leased.task)
-        response.labels.extend(task.labels)
-        response.instructions = task.instructions
-        response.deadline.FromMicroseconds(leased.deadline_us)
-        return response
 
     async def Submit(
         self, request: api_pb2.SubmitRequest, context: grpc.aio.ServicerContext
@@ -203,19 +134,11 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Accept the human label of a lease (idempotent)."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.SubmitResponse:
-            _check_id("lease_id", request.lease_id)
-            _check_id("idempotency_key", request.idempotency_key, required=False)
-            if request.label_index < 0:
-                raise InvalidArgument("label_index must be >= 0")
-            result = await self.store.submit(
-                caller.id, request.lease_id, request.label_index, request.idempotency_key
+            r = await self.ops.submit(
+                caller, request.lease_id, request.label_index, request.idempotency_key
             )
-            if not result.duplicate:
-                metrics.SUBMITTED.inc()
-            response = api_pb2.SubmitResponse(
-                review_id=result.review_id, duplicate=result.duplicate
-            )
-            response.submitted_at.FromMicroseconds(result.submitted_at_us)
+            response = api_pb2.SubmitResponse(review_id=r.review_id, duplicate=r.duplicate)
+            response.submitted_at.FromMicroseconds(r.submitted_at_us)
             return response
 
         return await self._call("Submit", context, handle)
@@ -226,9 +149,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Push an active lease's deadline out."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.ExtendLeaseResponse:
-            _check_id("lease_id", request.lease_id)
-            seconds = self._lease_seconds(request.lease_seconds)
-            deadline = await self.store.extend(caller.id, request.lease_id, seconds)
+            deadline = await self.ops.extend(caller, request.lease_id, request.lease_seconds)
             response = api_pb2.ExtendLeaseResponse()
             response.deadline.FromMicroseconds(deadline)
             return response
@@ -241,8 +162,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Give a leased item back to the queue."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.ReleaseLeaseResponse:
-            _check_id("lease_id", request.lease_id)
-            await self.store.release(caller, request.lease_id)
+            await self.ops.release(caller, request.lease_id)
             return api_pb2.ReleaseLeaseResponse()
 
         return await self._call("ReleaseLease", context, handle)
@@ -253,12 +173,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Decline a leased item; it returns to the queue for other reviewers."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.SkipResponse:
-            _check_id("lease_id", request.lease_id)
-            if len(request.reason) > MAX_REASON_CHARS:
-                raise InvalidArgument(f"reason longer than {MAX_REASON_CHARS} characters")
-            if request.reason_code not in api_pb2.SkipReason.values():
-                raise InvalidArgument("unknown reason_code")
-            await self.store.skip(caller.id, request.lease_id, request.reason_code, request.reason)
+            await self.ops.skip(caller, request.lease_id, request.reason_code, request.reason)
             return api_pb2.SkipResponse()
 
         return await self._call("Skip", context, handle)
@@ -271,9 +186,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Queue statistics of one task (admins)."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.TaskStats:
-            require_admin(caller)
-            _check_id("task_id", request.task_id)
-            row = await self.store.task_stats(request.task_id)
+            row = await self.ops.task_stats(caller, request.task_id)
             stats = api_pb2.TaskStats(
                 task_id=row.task_id,
                 pending=row.pending,
@@ -294,15 +207,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Statistics of the caller, or of anyone for an admin."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.ReviewerStats:
-            _check_id("reviewer_id", request.reviewer_id, required=False)
-            target = request.reviewer_id or caller.id
-            if target != caller.id and not caller.is_admin:
-                raise PermissionDenied("only admins read other reviewers' statistics")
-            if target == BOOTSTRAP_ADMIN_ID and caller.id == BOOTSTRAP_ADMIN_ID:
-                return api_pb2.ReviewerStats(
-                    reviewer_id=caller.id, name=caller.name, role=api_pb2.REVIEWER_ROLE_ADMIN
-                )
-            row = await self.store.reviewer_stats(target)
+            row = await self.ops.reviewer_stats(caller, request.reviewer_id)
             stats = api_pb2.ReviewerStats(
                 reviewer_id=row.reviewer.id,
                 name=row.reviewer.name,
@@ -314,7 +219,8 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
                 expired_leases=row.expired_leases,
                 median_seconds_per_review=row.median_seconds_per_review,
             )
-            stats.created_at.FromMicroseconds(row.reviewer.created_at_us)
+            if row.reviewer.created_at_us:
+                stats.created_at.FromMicroseconds(row.reviewer.created_at_us)
             if row.last_submitted_at_us is not None:
                 stats.last_submitted_at.FromMicroseconds(row.last_submitted_at_us)
             return stats
@@ -329,16 +235,8 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Admins: create a reviewer; its token is returned once and stored hashed."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.CreateReviewerResponse:
-            require_admin(caller)
-            name = request.name.strip()
-            if not name or len(name) > MAX_ID_CHARS:
-                raise InvalidArgument(f"name must have 1 to {MAX_ID_CHARS} characters")
-            role = _ROLES.get(request.role)
-            if role is None:
-                raise InvalidArgument("unknown role")
-            token = new_token()
-            reviewer = await self.store.create_reviewer(name, role, token_sha256(token), caller.id)
-            log.info("reviewer_created", reviewer_id=reviewer.id, role=role, actor=caller.id)
+            role = _ROLES.get(request.role, "")
+            reviewer, token = await self.ops.create_reviewer(caller, request.name, role)
             return api_pb2.CreateReviewerResponse(reviewer_id=reviewer.id, token=token)
 
         return await self._call("CreateReviewer", context, handle)
@@ -349,23 +247,18 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         """Admins: disable a reviewer; its token stops working, its leases go back."""
 
         async def handle(caller: Reviewer, _budget: float) -> api_pb2.DisableReviewerResponse:
-            require_admin(caller)
-            _check_id("reviewer_id", request.reviewer_id)
-            if len(request.reason) > MAX_REASON_CHARS:
-                raise InvalidArgument(f"reason longer than {MAX_REASON_CHARS} characters")
-            revoked = await self.store.disable_reviewer(
-                request.reviewer_id, caller.id, request.reason
-            )
-            self.auth.forget(request.reviewer_id)
-            log.info(
-                "reviewer_disabled",
-                reviewer_id=request.reviewer_id,
-                revoked=revoked,
-                actor=caller.id,
-            )
+            await self.ops.disable_reviewer(caller, request.reviewer_id, request.reason)
             return api_pb2.DisableReviewerResponse()
 
         return await self._call("DisableReviewer", context, handle)
+
+
+def _lease_response(view: LeaseView) -> api_pb2.LeaseResponse:
+    response = api_pb2.LeaseResponse(lease_id=view.lease_id, request=view.request)
+    response.labels.extend(view.task.labels)
+    response.instructions = view.task.instructions
+    response.deadline.FromMicroseconds(view.deadline_us)
+    return response
 
 
 def registration(

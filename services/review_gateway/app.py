@@ -18,10 +18,12 @@ from services.review_gateway import metrics
 from services.review_gateway.api import ReviewServicer, registration
 from services.review_gateway.db import open_database
 from services.review_gateway.errors import describe_error
+from services.review_gateway.ops import ReviewOps
 from services.review_gateway.relay import OutboxRelay
 from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.stage import ReviewRequestStage
 from services.review_gateway.store import ReviewStore
+from services.review_gateway.web.app import WebServer, build_web_app
 from services.runtime.app import install_signal_handlers
 from services.runtime.config import KafkaSettings
 from services.runtime.grpc_server import GrpcServer
@@ -48,14 +50,22 @@ class Gateway:
         self.catalog = catalog
         self.host = host
         self.store: ReviewStore | None = None
+        self.ops: ReviewOps | None = None
         self.servicer: ReviewServicer | None = None
         self.server: GrpcServer | None = None
         self.runner: StageRunner[review_pb2.ReviewRequest] | None = None
         self.relay: OutboxRelay | None = None
+        self.web: WebServer | None = None
         self.tasks: TaskRegistry | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failed = asyncio.Event()
         self._failure = ""
+
+    @property
+    def http_port(self) -> int:
+        """The bound port of the web workspace (after :meth:`start`, when enabled)."""
+        assert self.web is not None
+        return self.web.port
 
     @property
     def port(self) -> int:
@@ -79,7 +89,8 @@ class Gateway:
         self.store = store = ReviewStore(
             engine, schema=s.database_schema, hot_pool_size=s.database_pool_size
         )
-        self.servicer = ReviewServicer(store, s)
+        self.ops = ReviewOps(store, s)
+        self.servicer = ReviewServicer(self.ops)
         self.server = GrpcServer(
             s.grpc_port,
             [registration(self.servicer)],
@@ -89,6 +100,14 @@ class Gateway:
             host=self.host,
         )
         await self.server.start()
+        if s.http_enabled:
+            self.web = WebServer(
+                build_web_app(self.ops, store, s),
+                s.http_host,
+                s.http_port,
+                s.web_forwarded_allow_ips,
+            )
+            await self.web.start()
         if reaper:
             self._spawn("reaper", self._reap())
         if self.kafka is not None:
@@ -146,9 +165,10 @@ class Gateway:
         stopper = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(self._failed.wait())
         try:
-            done, _ = await asyncio.wait(
-                {stopper, failed, *self._tasks.values()}, return_when=asyncio.FIRST_COMPLETED
-            )
+            watched = {stopper, failed, *self._tasks.values()}
+            if self.web is not None:
+                watched.add(self.web.task)
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopper.cancel()
             failed.cancel()
@@ -158,6 +178,9 @@ class Gateway:
         for task in done:
             if task is stopper or task.cancelled():
                 continue
+            if self.web is not None and task is self.web.task and task.exception() is None:
+                log.error("component_failed", component="web", error="the HTTP server stopped")
+                return 1
             exc = task.exception()
             if exc is not None:
                 log.error("component_failed", component=task.get_name(), error=describe_error(exc))
@@ -169,6 +192,8 @@ class Gateway:
         if self.server is not None:
             await self.server.set_serving(False)
             await self.server.stop(grace_s=5.0)
+        if self.web is not None:
+            await self.web.stop()
         if self.runner is not None:
             self.runner.stop()
         if self.relay is not None:

@@ -42,7 +42,7 @@ def bench_request(task_id: str, n: int) -> review_pb2.ReviewRequest:
     return request
 
 
-async def _seed(dsn: str, schema: str, task: task_pb2.Task, items: int) -> None:
+async def seed_queue(dsn: str, schema: str, task: task_pb2.Task, items: int) -> None:
     engine = create_engine(dsn, schema=schema)
     try:
         at = now_us()
@@ -75,7 +75,7 @@ async def _seed(dsn: str, schema: str, task: task_pb2.Task, items: int) -> None:
         await engine.dispose()
 
 
-async def _drop_schema(dsn: str, schema: str) -> None:
+async def drop_schema(dsn: str, schema: str) -> None:
     engine = create_engine(dsn)
     try:
         async with engine.begin() as conn:
@@ -96,6 +96,7 @@ async def bench_gateway_reviews_per_s(
         admin_token=admin_token,
         grpc_port=0,
         metrics_port=0,
+        http_enabled=False,
         environment="test",
         database_pool_size=reviewers + 4,
     )
@@ -106,7 +107,7 @@ async def bench_gateway_reviews_per_s(
     gateway = Gateway(settings, kafka=None, host="127.0.0.1")
     try:
         await gateway.start(consume=False, relay=False)
-        await _seed(dsn, schema, task, items)
+        await seed_queue(dsn, schema, task, items)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
             stub = api_pb2_grpc.ReviewServiceStub(channel)
             admin = bearer_metadata(admin_token)
@@ -149,7 +150,7 @@ async def bench_gateway_reviews_per_s(
         return done / elapsed
     finally:
         await gateway.stop()
-        await _drop_schema(dsn, schema)
+        await drop_schema(dsn, schema)
 
 
 if __name__ == "__main__":

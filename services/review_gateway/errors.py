@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import grpc
+import psycopg
+from sqlalchemy import exc as sa_exc
 
 
 class GatewayError(Exception):
@@ -61,3 +63,18 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, StatementError):
         return f"{type(exc).__name__}({type(exc.orig).__name__})"
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Connection-level database errors (the caller should retry)."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.TimeoutError
+        | psycopg.OperationalError
+        | psycopg.InterfaceError
+        | OSError,
+    )

@@ -214,24 +214,13 @@ class OutboxRelay:
         return name
 
     async def _new_producer(self) -> AIOKafkaProducer:
-        producer = kafka_clients.transactional_producer(
+        # Fences earlier incarnations and resolves their open transaction
+        # before we read the marker.
+        return await kafka_clients.fenced_transactional_producer(
             self.kafka,
             self.transactional_id,
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
-            linger_ms=5,
-            max_batch_size=256 * 1024,
         )
-        try:
-            await producer.start()
-            # InitProducerId: fences earlier incarnations and resolves their
-            # open transaction before we read the marker.
-            await producer.begin_transaction()
-            await producer.abort_transaction()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        return producer
 
     async def _read_marker(self) -> int | None:
         admin = kafka_clients.admin_client(self.kafka)

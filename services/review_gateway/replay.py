@@ -8,6 +8,11 @@ uniformly. Draws are seeded per item, so a rerun gives the same answers
 whatever the concurrency. It stops after ``max_items`` submissions or when
 the queue has stayed empty for ``idle_seconds``.
 
+With ``leave_for_people = N`` it Skips the first N distinct items it leases
+(reason "left for a person in the browser"): the gateway never offers an
+item again to a reviewer who skipped it, so those N stay pending for the
+people in the web workspace while the replay reviewer answers the rest.
+
 Every call carries a deadline. Transient errors (UNAVAILABLE,
 DEADLINE_EXCEEDED, ...: the gateway restarting) are retried with backoff; a
 Submit is retried with the *same* idempotency key, so a retry of a submission
@@ -62,6 +67,9 @@ CHANNEL_OPTIONS = [
 
 Missing = Literal["machine", "skip", "release"]
 
+#: The Skip reason of an item the replay reviewer leaves for a person.
+LEFT_FOR_PEOPLE_REASON = "left for a person in the browser"
+
 
 def load_held_labels(path: Path) -> dict[str, int]:
     """Read ``{"item_id": str, "label": int}`` lines (blank lines ignored)."""
@@ -95,6 +103,7 @@ class ReplayConfig:
     lease_seconds: int = 0  # 0 = the gateway's default
     call_timeout_s: float = 10.0
     missing: Missing = "machine"
+    leave_for_people: int = 0  # skip the first N distinct items leased, for people
     record: bool = False  # keep a per-event history (tests)
 
 
@@ -108,6 +117,7 @@ class ReplaySummary:
     wrong: int = 0
     lost_leases: int = 0  # lease expired or revoked before the submission
     skipped: int = 0
+    left_for_people: int = 0  # distinct items skipped for people (``leave_for_people``)
     released: int = 0
     retries: int = 0
     missing_labels: int = 0
@@ -120,13 +130,18 @@ class ReplayReviewer:
     def __init__(self, config: ReplayConfig) -> None:
         if not 0.0 <= config.accuracy <= 1.0:
             raise ValueError("accuracy must be in [0, 1]")
+        if config.leave_for_people < 0:
+            raise ValueError("leave_for_people must be >= 0")
         self.config = config
         self.summary = ReplaySummary()
         #: (event, item_id, lease_id, monotonic seconds) when ``record`` is on:
-        #: events "leased", "accepted" (first acceptance), "duplicate", "lost".
+        #: events "leased", "accepted" (first acceptance), "duplicate", "lost",
+        #: "left" (skipped for people).
         self.history: list[tuple[str, str, str, float]] = []
         #: item_id -> review_id of every accepted submission (``record`` on).
         self.accepted: dict[str, str] = {}
+        #: item_id of every item skipped for people (at most ``leave_for_people``).
+        self.left_for_people: set[str] = set()
         self._metadata = bearer_metadata(config.token)
         self._idle_since: float | None = None
         self._stop = asyncio.Event()
@@ -201,11 +216,49 @@ class ReplayReviewer:
             self.summary.leased += 1
             await self._review(stub, leased)
 
+    def _leave_for_people(self, item_id: str) -> bool:
+        """Whether to leave this item for people (the first N distinct items leased).
+
+        No await between the check and the add: concurrent workers never leave
+        more than N items.
+        """
+        if item_id in self.left_for_people:
+            return True  # leased again (e.g. its Skip's lease had run out)
+        if len(self.left_for_people) >= self.config.leave_for_people:
+            return False
+        self.left_for_people.add(item_id)
+        self.summary.left_for_people = len(self.left_for_people)
+        return True
+
+    async def _skip_for_people(
+        self, stub: api_pb2_grpc.ReviewServiceStub, item_id: str, lease_id: str
+    ) -> None:
+        request = api_pb2.SkipRequest(
+            lease_id=lease_id,
+            reason=LEFT_FOR_PEOPLE_REASON,
+            reason_code=api_pb2.SKIP_REASON_OTHER,
+        )
+        try:
+            await self._rpc(stub.Skip, request)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                # The lease ran out first: the item is back in the queue and,
+                # leased again, is skipped again.
+                self.summary.lost_leases += 1
+                self._note("lost", item_id, lease_id)
+                return
+            raise
+        self.summary.skipped += 1
+        self._note("left", item_id, lease_id)
+
     async def _review(self, stub: api_pb2_grpc.ReviewServiceStub, leased: Any) -> None:
         cfg = self.config
         item = leased.request.decision.critique.annotation.item
         item_id = item.item_id
         self._note("leased", item_id, leased.lease_id)
+        if self._leave_for_people(item_id):
+            await self._skip_for_people(stub, item_id, leased.lease_id)
+            return
         true_label: int | None = cfg.held_labels.get(item_id)
         if true_label is None and item.HasField("reference_label"):
             true_label = item.reference_label
@@ -289,11 +342,20 @@ def _parse(argv: list[str] | None) -> ReplayConfig:
         default="machine",
         help="no held label: answer the machine label, skip, or release",
     )
+    parser.add_argument(
+        "--leave-for-people",
+        type=int,
+        default=0,
+        metavar="N",
+        help="skip the first N distinct items leased, leaving them for people (default 0)",
+    )
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("--token or ACT_REPLAY_TOKEN is required")
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
+    if args.leave_for_people < 0:
+        parser.error("--leave-for-people must be >= 0")
     return ReplayConfig(
         target=args.target,
         token=args.token,
@@ -308,6 +370,7 @@ def _parse(argv: list[str] | None) -> ReplayConfig:
         lease_seconds=args.lease_seconds,
         call_timeout_s=args.timeout,
         missing=args.missing,
+        leave_for_people=args.leave_for_people,
     )
 
 

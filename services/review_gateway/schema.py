@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -48,6 +49,9 @@ RELEASED = "released"
 SKIPPED = "skipped"
 EXPIRED = "expired"
 REVOKED = "revoked"
+#: A submitted lease whose review the reviewer took back (:meth:`ReviewStore.undo`);
+#: the entry got a fresh lease of the same reviewer.
+UNDONE = "undone"
 
 reviewers = Table(
     "reviewers",
@@ -87,6 +91,8 @@ queue = Table(
     Column("lease_deadline_us", BigInteger),
     Column("enqueued_at_us", BigInteger, nullable=False),
     Column("updated_at_us", BigInteger, nullable=False),
+    # The machine label index (the suspected category) of the request; NULL: unknown.
+    Column("category", Integer),
     # One human label per item of a task, whatever request ids the sampler used.
     UniqueConstraint("task_id", "item_id"),
 )
@@ -104,7 +110,7 @@ leases = Table(
     Column("reviewer_id", String(64), nullable=False),
     Column("leased_at_us", BigInteger, nullable=False),
     Column("deadline_us", BigInteger, nullable=False),
-    # active | submitted | released | skipped | expired | revoked
+    # active | submitted | released | skipped | expired | revoked | undone
     Column("state", String(16), nullable=False),
     Column("ended_at_us", BigInteger),
     Index("ix_leases_state_deadline", "state", "deadline_us"),
@@ -155,6 +161,9 @@ outbox = Table(
     # The relay's Kafka transaction that carries (or last tried to carry) the row.
     Column("batch", BigInteger),
     Column("sent_at_us", BigInteger),
+    # The relay claims the row only from this time on (NULL: at once); set by
+    # a submission's undo window (``hold_s``).
+    Column("available_at_us", BigInteger),
     Index(
         "ix_outbox_unsent",
         "id",
@@ -171,7 +180,8 @@ audit_log = Table(
     Column("at_us", BigInteger, nullable=False),
     Column("actor", String(64), nullable=False),  # reviewer id, "admin", "system"
     # enqueued | leased | submitted | released | skipped | expired | revoked | extended |
-    # reviewer_created | reviewer_disabled | published
+    # reviewer_created | reviewer_disabled | published | undone | requeued |
+    # session_created | session_revoked
     Column("action", String(32), nullable=False),
     Column("request_id", String(200)),
     Column("lease_id", String(64)),
@@ -179,4 +189,33 @@ audit_log = Table(
     Column("detail", Text, nullable=False, server_default=text("''")),
     Index("ix_audit_request", "request_id"),
     Index("ix_audit_at", "at_us"),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # SHA-256 of the session cookie (a random token, never the reviewer's API token).
+    Column("session_sha256", String(64), primary_key=True),
+    Column("reviewer_id", String(64), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at_us", BigInteger, nullable=False),
+    Column("expires_at_us", BigInteger, nullable=False),
+    Column("last_seen_at_us", BigInteger, nullable=False),
+    Column("revoked_at_us", BigInteger),
+)
+
+exposure = Table(
+    "exposure",
+    metadata,
+    # Seconds a reviewer spent looking at items of one category (the machine
+    # label) of a task on one UTC day; ``capped`` excludes that category from
+    # the reviewer's leases for the rest of the day.
+    Column("reviewer_id", String(64), primary_key=True),
+    Column("task_id", String(200), primary_key=True),
+    Column("label_index", Integer, primary_key=True),
+    Column("day", String(10), primary_key=True),  # UTC 'YYYY-MM-DD'
+    Column("seconds", Float, nullable=False),
+    Column("capped", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at_us", BigInteger, nullable=False),
+    Index("ix_exposure_day", "day"),
 )

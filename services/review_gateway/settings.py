@@ -91,6 +91,54 @@ class GatewaySettings(StageSettings):
         True, description="Follow act.tasks to learn label sets (the gateway needs them)."
     )
 
+    http_enabled: bool = Field(
+        True, description="Serve the reviewer web workspace (ACT_GATEWAY_HTTP_ENABLED)."
+    )
+    http_host: str = Field("0.0.0.0", description="Address the web workspace listens on.")  # noqa: S104
+    http_port: int = Field(
+        8090, ge=0, le=65535, description="Port of the web workspace (ACT_GATEWAY_HTTP_PORT)."
+    )
+    web_forwarded_allow_ips: str = Field(
+        "",
+        description=(
+            "Peers whose X-Forwarded-For is trusted for the client address (login "
+            "throttling): comma-separated IPs or CIDRs, '*' for any. Empty = none. Set it "
+            "only where a NetworkPolicy lets nothing but the Ingress controller reach the port."
+        ),
+    )
+    web_session_ttl_s: int = Field(
+        8 * 3600, ge=60, le=7 * 24 * 3600, description="Lifetime of a web session."
+    )
+    web_cookie_secure: bool = Field(
+        True,
+        description=(
+            "Mark cookies Secure (HTTPS only; browsers accept them on http://localhost too). "
+            "Turn off only for plain-HTTP development on another host."
+        ),
+    )
+    web_undo_window_s: int = Field(
+        10,
+        ge=0,
+        le=300,
+        description="How long a web submission can be undone (its FinalLabel waits as long).",
+    )
+    web_blur_px: int = Field(
+        18, ge=0, le=64, description="Default blur of sensitive images, in CSS pixels."
+    )
+    web_login_attempts_per_minute: int = Field(
+        10, ge=1, description="Login attempts per client address and minute (per replica)."
+    )
+    web_break_after_s: int = Field(
+        1200,
+        ge=1,
+        description="Default: prompt a break after this much revealed sensitive content (s).",
+    )
+    web_daily_cap_s: int = Field(
+        7200,
+        ge=1,
+        description="Default daily cap of revealed seconds per reviewer and sensitive category.",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:
         if self.expose_reference_labels and self.environment == "production":

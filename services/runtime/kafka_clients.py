@@ -10,6 +10,7 @@ few recurring kinds.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -39,6 +40,33 @@ def transactional_producer(
 ) -> AIOKafkaProducer:
     """A transactional producer (idempotent, acks=all) for ``transactional_id``."""
     return idempotent_producer(kafka, transactional_id=transactional_id, **options)
+
+
+async def fenced_transactional_producer(
+    kafka: KafkaSettings, transactional_id: str, **options: Any
+) -> AIOKafkaProducer:
+    """A started transactional producer for ``transactional_id`` that has fenced
+    every earlier producer of that id.
+
+    Its first transaction waits for ``InitProducerId``, which bumps the id's
+    epoch (fencing earlier incarnations) and completes or aborts the
+    transaction an earlier incarnation left open; so once this returns, every
+    earlier transaction of the id is final, and offsets committed through it
+    can be read. The producer is stopped again if any of this fails.
+    Defaults: ``linger_ms=5``, ``max_batch_size=256 KiB``.
+    """
+    producer = transactional_producer(
+        kafka, transactional_id, **{"linger_ms": 5, "max_batch_size": 256 * 1024, **options}
+    )
+    try:
+        await producer.start()
+        await producer.begin_transaction()
+        await producer.abort_transaction()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        raise
+    return producer
 
 
 def consumer(kafka: KafkaSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:

@@ -236,13 +236,20 @@ class PartitionCommitter:
                 await asyncio.gather(*(self._commit(p) for p in parts))
 
     async def _commit(self, part: Partition) -> None:
-        """Commit the finished prefix of one partition (outputs + offset), or recover."""
+        """Commit the finished prefix of one partition (outputs + offset), or recover.
+
+        Bounded like the recovery: when a recovery fails, or the transaction
+        still fails after ``recovery_attempts`` recoveries in a row, the
+        partition is given up (fatal, see :meth:`_give_up`), so that a stop
+        with the broker away returns instead of retrying forever.
+        """
         async with part.lock:
             if part.in_doubt and part.active:
                 # The last transaction was cancelled mid-way: it may have
                 # committed. Re-fence and drop what did, as after a failure.
                 await self._recover(part)
                 part.in_doubt = False
+            failures = 0
             while part.active:
                 batch = part.ledger.peek(self.settings.commit_max_records)
                 if batch is None:
@@ -258,8 +265,13 @@ class PartitionCommitter:
                     return
                 except Exception as exc:
                     log.warning("commit_failed", partition=part.tp.partition, error=repr(exc))
+                    failures += 1
+                    if failures > self.settings.recovery_attempts:
+                        self._give_up(part, f"cannot commit partition {part.tp}")
+                        return
                     await self._recover(part)
                     continue
+                failures = 0
                 part.ledger.pop(batch)
                 self._progress.set()
                 if part.ledger.ready() < self.settings.commit_max_records:
@@ -344,26 +356,14 @@ class PartitionCommitter:
     # ------------------------------------------------------- fencing, recovery
 
     async def _new_producer(self, tp: TopicPartition) -> AIOKafkaProducer:
-        """A started transactional producer for ``tp`` that has fenced every predecessor."""
-        producer = kafka_clients.transactional_producer(
+        """A started transactional producer for ``tp`` that has fenced every
+        predecessor (and resolved its open transaction): only after that is the
+        committed offset final."""
+        return await kafka_clients.fenced_transactional_producer(
             self.kafka,
             f"{self.group_id}.{tp.topic}.{tp.partition}",
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
-            linger_ms=5,
-            max_batch_size=256 * 1024,
         )
-        try:
-            await producer.start()
-            # begin_transaction waits for InitProducerId, which bumps the epoch
-            # of this transactional id and completes (aborts) any transaction
-            # the previous owner left open. Only after that is the committed
-            # offset final.
-            await producer.begin_transaction()
-            await producer.abort_transaction()
-        except BaseException:
-            await producer.stop()
-            raise
-        return producer
 
     async def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset of ``tp``; None when it has none yet."""
@@ -372,7 +372,10 @@ class PartitionCommitter:
         return None if offset is None or offset < 0 else int(offset)
 
     async def _recover(self, part: Partition) -> None:
-        """After a failed transaction: re-fence, then drop what did commit."""
+        """After a failed transaction: re-fence, then drop what did commit.
+
+        After ``recovery_attempts`` failed tries the partition is given up.
+        """
         self._m_recoveries.inc()
         for attempt in range(1, self.settings.recovery_attempts + 1):
             if not part.active:
@@ -394,7 +397,13 @@ class PartitionCommitter:
                 if dropped:
                     log.info("recovered_committed", partition=part.tp.partition, records=dropped)
             return
-        self._on_fatal(f"cannot recover partition {part.tp}")
+        self._give_up(part, f"cannot recover partition {part.tp}")
+
+    def _give_up(self, part: Partition, reason: str) -> None:
+        """Fatal for the partition: no further commits of it (its uncommitted
+        records go to the next owner); the runner is asked to stop."""
+        part.active = False
+        self._on_fatal(reason)
 
 
 def _to(write: Output, partition: int) -> Output:

@@ -159,26 +159,22 @@ class TaskRegistry:
         """Follow the topic; after an error, reconnect and read it again from the
         beginning (it is small, compacted, and applying a task twice is harmless),
         so the registry never silently stops updating."""
+        current: AIOKafkaConsumer | None = consumer
         while True:
             try:
-                await self._follow(consumer)
+                if current is None:
+                    current = await self._open()  # stops its consumer if it fails
+                await self._follow(current)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("task_registry_retry", topic=self.topic, error=type(exc).__name__)
             finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+                if current is not None:
+                    with contextlib.suppress(Exception):
+                        await current.stop()
+                    current = None
             await asyncio.sleep(self.retry_s)
-            while True:
-                try:
-                    consumer = await self._open()
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("task_registry_retry", topic=self.topic, error=type(exc).__name__)
-                    await asyncio.sleep(self.retry_s)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)

@@ -34,6 +34,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
 from services.core.batch import BatchSummary, decide_in_batch, summarize_batch
+from services.core.params import SamplingParams
 from services.core.sampling import bernoulli_draw
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Output
@@ -44,7 +45,7 @@ from services.sampler.decisions import (
     timestamp_now,
 )
 from services.sampler.partition import CHANGELOG, SamplerPartition, batch_key
-from services.sampler.settings import SamplerSettings, TaskSampling
+from services.sampler.settings import SamplerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +71,7 @@ class _OpenBatch:
     task_id: str
     batch_id: str
     size: int
-    cfg: TaskSampling
+    cfg: SamplingParams
     deadline: float
     eps: dict[str, float] = field(default_factory=dict)
     waiters: list[asyncio.Future[BatchSummary]] = field(default_factory=list)
@@ -137,7 +138,7 @@ class BatchBook:
     def enter(
         self,
         critique: critique_pb2.Critique,
-        cfg: TaskSampling,
+        cfg: SamplingParams,
         task_id: str,
         item_id: str,
         eps: float,

@@ -13,18 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 import uuid
 from collections.abc import Sequence
 
 from act.v1 import annotation_pb2, critique_pb2, item_pb2
-from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
+from services.devkit import benchkit
 from services.runtime import kafka_clients
 from services.runtime.admin import ensure_topics
 from services.runtime.config import KafkaSettings
-from services.runtime.runner import StageRunner
 from services.runtime.stage import Envelope, Output
 from services.runtime.topics import default_catalog
 from services.sampler.service import SamplerSettings, SamplerStage
@@ -32,15 +29,12 @@ from services.sampler.service import SamplerSettings, SamplerStage
 _TOPICS = ("critiques", "review_requests", "labels", "sampler_state", "dlq")
 
 
-class _TimedStage(SamplerStage):
-    """The sampler, noting when its first record arrives and how many it decided."""
+class _CountingStage(SamplerStage):
+    """The sampler, counting the records it decided."""
 
-    first_record_at: float | None = None
     decided = 0
 
     async def process(self, envelope: Envelope[critique_pb2.Critique]) -> Sequence[Output]:
-        if self.first_record_at is None:
-            self.first_record_at = time.perf_counter()
         outputs = await super().process(envelope)
         self.decided += 1
         return outputs
@@ -71,13 +65,6 @@ async def _produce(kafka: KafkaSettings, topic: str, items: int) -> None:
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-
-
-async def _committed_total(
-    admin: AIOKafkaAdminClient, group: str, tps: list[TopicPartition]
-) -> int:
-    got = await admin.list_consumer_group_offsets(group, partitions=tps)
-    return sum(max(0, got[tp].offset) for tp in tps if tp in got)
 
 
 async def bench_sampler_items_per_s(
@@ -112,34 +99,28 @@ async def bench_sampler_items_per_s(
         group_id=group, mode="streaming", rule="threshold", budget_fraction=0.1,
         metrics_port=0, grpc_port=0, log_json=True, log_level="WARNING",
     )  # fmt: skip
-    stage = _TimedStage(settings)
-    runner = StageRunner(stage, kafka, settings)
-    admin = kafka_clients.admin_client(kafka)
-    await admin.start()
-    tps = [TopicPartition(input_topic, p) for p in range(partitions)]
-    run = asyncio.create_task(runner.run())
+    stage = _CountingStage(settings)
     try:
-        deadline = time.perf_counter() + timeout_s
-        while True:
-            if run.done():
-                run.result()  # surfaces a runner failure
-                raise RuntimeError("sampler stopped early")
-            # Ask the broker only once everything is decided: polling it all along
-            # would steal the event loop from the stage being measured.
-            if stage.decided >= items and await _committed_total(admin, group, tps) >= items:
-                done_at = time.perf_counter()
-                break
-            if time.perf_counter() > deadline:
-                raise TimeoutError("sampler benchmark did not finish")
-            await asyncio.sleep(0.01)
-        assert stage.first_record_at is not None
-        return items / (done_at - stage.first_record_at)
+        # Ask the broker only once everything is decided.
+        return await benchkit.drain(
+            stage,
+            kafka,
+            settings,
+            input_topic,
+            partitions,
+            items,
+            timeout_s,
+            ready=lambda: stage.decided >= items,
+            poll_s=0.01,
+        )
     finally:
-        runner.stop()
-        await asyncio.wait_for(run, timeout=60)
+        admin = kafka_clients.admin_client(kafka)
         with contextlib.suppress(Exception):  # best effort: leave the broker tidy
-            await admin.delete_topics([catalog.name(t, prefix) for t in _TOPICS])
-        await admin.close()
+            await admin.start()
+            try:
+                await admin.delete_topics([catalog.name(t, prefix) for t in _TOPICS])
+            finally:
+                await admin.close()
 
 
 if __name__ == "__main__":  # pragma: no cover - manual run

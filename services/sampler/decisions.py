@@ -19,10 +19,10 @@ from act.v1 import common_pb2, critique_pb2, review_pb2, sampling_pb2, task_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
+from services.core.params import RULES, SamplingParams
 from services.core.sampling import Rule
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Output
-from services.sampler.settings import RULES, TaskSampling
 
 DECISIONS = Counter(
     "act_sampler_decisions_total",
@@ -31,7 +31,7 @@ DECISIONS = Counter(
 )
 
 
-def check_rule(critique: critique_pb2.Critique, cfg: TaskSampling, task_id: str) -> None:
+def check_rule(critique: critique_pb2.Critique, cfg: SamplingParams, task_id: str) -> None:
     if (
         critique.strategy == common_pb2.CRITIQUE_STRATEGY_COT_PERPLEXITY
         and cfg.rule is not Rule.THRESHOLD

@@ -27,11 +27,11 @@ from act.v1 import sampling_pb2
 from google.protobuf.message import DecodeError
 
 from services.core.batch import BatchSummary
+from services.core.params import SamplingParams
 from services.core.streaming import DecayedHistogram, StreamingSampler
 from services.runtime.retry import RetryableError
 from services.runtime.stage import Output
 from services.sampler.ordering import OrderedExecutor
-from services.sampler.settings import TaskSampling
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +109,7 @@ class SamplerPartition:
         self.input_partitions = input_partitions
         self.executor = OrderedExecutor()
         self.states: dict[str, StreamingSampler] = {}
-        self.cfgs: dict[str, TaskSampling] = {}
+        self.cfgs: dict[str, SamplingParams] = {}
         #: Committed streaming states not used yet, by task.
         self.restored: dict[str, sampling_pb2.SamplerState] = {}
         #: Batch summaries in this partition's changelog.

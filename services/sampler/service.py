@@ -56,6 +56,7 @@ import structlog
 from act.v1 import common_pb2, critique_pb2, task_pb2
 from prometheus_client import Counter
 
+from services.core.params import SamplingParams
 from services.core.streaming import StreamingParams, StreamingSampler
 from services.runtime.retry import PermanentError
 from services.runtime.stage import (
@@ -78,9 +79,9 @@ from services.sampler.decisions import (
     validate,
 )
 from services.sampler.partition import CHANGELOG, SamplerPartition
-from services.sampler.settings import Mode, SamplerSettings, TaskSampling
+from services.sampler.settings import Mode, SamplerSettings
 
-__all__ = ["Mode", "SamplerSettings", "SamplerStage", "TaskSampling", "request_id"]
+__all__ = ["Mode", "SamplerSettings", "SamplerStage", "SamplingParams", "request_id"]
 
 log = structlog.get_logger(__name__)
 
@@ -113,8 +114,8 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         # The Task lookup: with a source (act.tasks) each task's own budget and
         # rule apply, with the settings as fallbacks; without one, the settings.
         self.tasks = tasks
-        self.defaults = TaskSampling.from_settings(settings)
-        self._task_cfg: dict[str, tuple[task_pb2.Task, TaskSampling]] = {}
+        self.defaults = settings.sampling_params()
+        self._task_cfg: dict[str, tuple[task_pb2.Task, SamplingParams]] = {}
         #: Owned input partitions (from on_assigned to on_revoked).
         self.partitions: dict[int, SamplerPartition] = {}
         self.batches = BatchBook(settings, self.partitions)
@@ -209,7 +210,7 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         summary, waiter, deadline = self.batches.enter(critique, cfg, task_id, item_id, eps)
         return BatchEntry(critique, task, task_id, item_id, eps, summary, waiter, deadline)
 
-    async def _task(self, task_id: str) -> tuple[task_pb2.Task | None, TaskSampling]:
+    async def _task(self, task_id: str) -> tuple[task_pb2.Task | None, SamplingParams]:
         """The task (None without a task source) and its resolved sampling parameters."""
         if self.tasks is None:
             return None, self.defaults
@@ -218,7 +219,7 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         if cached is not None and cached[0] is task:
             return cached
         try:
-            cfg = TaskSampling.from_task(task, self.defaults)
+            cfg = SamplingParams.from_task(task, self.defaults)
         except ValueError as exc:  # a task that can never be sampled as defined
             raise PermanentError(f"task {task_id}: {exc}") from exc
         self._task_cfg[task_id] = (task, cfg)
@@ -226,7 +227,7 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
 
     # --------------------------------------------------- streaming state
 
-    def _state(self, part: SamplerPartition, task_id: str, cfg: TaskSampling) -> StreamingSampler:
+    def _state(self, part: SamplerPartition, task_id: str, cfg: SamplingParams) -> StreamingSampler:
         state = part.states.get(task_id)
         if state is not None:
             if part.cfgs.get(task_id) is not cfg:
@@ -249,7 +250,8 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         part.cfgs[task_id] = cfg
         return state
 
-    def _params(self, cfg: TaskSampling, part: SamplerPartition) -> StreamingParams:
+    def _params(self, cfg: SamplingParams, part: SamplerPartition) -> StreamingParams:
+        """The task's parameters with the streaming engine's knobs and this partition's cap."""
         return StreamingParams(
             rule=cfg.rule,
             budget_fraction=cfg.budget_fraction,
@@ -271,7 +273,7 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         part: SamplerPartition,
         envelope: Envelope[critique_pb2.Critique],
         task: task_pb2.Task | None,
-        cfg: TaskSampling,
+        cfg: SamplingParams,
         task_id: str,
         item_id: str,
         eps: float,

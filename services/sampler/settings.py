@@ -1,24 +1,17 @@
-"""Sampler settings and the sampling parameters of one task, resolved from ``act.tasks``."""
+"""Sampler settings; they also give every task its default :class:`SamplingParams`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
-from act.v1 import common_pb2, task_pb2
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.core.params import Mode, SamplingParams
 from services.core.sampling import DEFAULT_BETA, AlphaMethod, Rule
 from services.runtime.config import StageSettings
 
-RULES = {
-    Rule.NORMALIZATION: common_pb2.SAMPLING_RULE_NORMALIZATION,
-    Rule.EXPONENTIAL: common_pb2.SAMPLING_RULE_EXPONENTIAL,
-    Rule.THRESHOLD: common_pb2.SAMPLING_RULE_THRESHOLD,
-}
-_RULES_BACK = {v: k for k, v in RULES.items()}
-Mode = Literal["batch", "streaming"]
+__all__ = ["Mode", "SamplerSettings", "SamplingParams"]
 
 
 class SamplerSettings(StageSettings):
@@ -69,64 +62,10 @@ class SamplerSettings(StageSettings):
             raise ValueError("max_batch must be <= max_in_flight and <= max_buffered")
         return self
 
-
-# ---------------------------------------------------------------- task config
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSampling:
-    """The sampling parameters of one task, resolved."""
-
-    rule: Rule
-    mode: Mode
-    budget_fraction: float
-    beta: float = DEFAULT_BETA
-    alpha_method: AlphaMethod = "solve"
-    alpha: float | None = None
-    tau: float | None = None
-    pi_min: float = 0.0
-    seed: int = 0
-    window_items: int = 1000
-    hard_cap: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.budget_fraction <= 1.0:
-            raise ValueError(f"budget fraction {self.budget_fraction} outside [0, 1]")
-        if not 0.0 <= self.pi_min <= 1.0:
-            raise ValueError(f"pi_min {self.pi_min} outside [0, 1]")
-        if self.beta <= 0 or self.window_items < 1 or self.hard_cap < 0:
-            raise ValueError("beta must be > 0, window_items >= 1 and hard_cap >= 0")
-
-    @classmethod
-    def from_settings(cls, s: SamplerSettings) -> TaskSampling:
-        """What every task gets when no task source is configured (and its fallbacks)."""
-        return cls(
-            rule=s.rule, mode=s.mode, budget_fraction=s.budget_fraction, beta=s.beta,
-            alpha_method=s.alpha_method, pi_min=s.pi_min, seed=s.seed,
-            window_items=s.window_items, hard_cap=s.hard_cap,
-        )  # fmt: skip
-
-    @classmethod
-    def from_task(cls, task: task_pb2.Task, defaults: TaskSampling) -> TaskSampling:
-        """Resolve a ``Task`` (act.tasks): its fields where set, ``defaults`` otherwise."""
-        cfg = task.sampling
-        mode: Mode = defaults.mode
-        if cfg.mode == common_pb2.SAMPLING_MODE_BATCH:
-            mode = "batch"
-        elif cfg.mode == common_pb2.SAMPLING_MODE_STREAMING:
-            mode = "streaming"
-        return cls(
-            rule=_RULES_BACK.get(cfg.rule, defaults.rule),
-            mode=mode,
-            budget_fraction=(
-                task.budget.fraction if task.HasField("budget") else defaults.budget_fraction
-            ),
-            beta=cfg.beta if cfg.HasField("beta") else defaults.beta,
-            alpha_method=defaults.alpha_method,
-            alpha=cfg.alpha if cfg.HasField("alpha") else None,
-            tau=cfg.tau if cfg.HasField("tau") else None,
-            pi_min=cfg.pi_min,
-            seed=cfg.seed,
-            window_items=task.budget.window_items or defaults.window_items,
-            hard_cap=task.budget.hard_cap,
+    def sampling_params(self) -> SamplingParams:
+        """What every task gets without a task source, and the fallbacks of a task's fields."""
+        return SamplingParams(
+            rule=self.rule, mode=self.mode, budget_fraction=self.budget_fraction,
+            beta=self.beta, alpha_method=self.alpha_method, pi_min=self.pi_min,
+            seed=self.seed, window_items=self.window_items, hard_cap=self.hard_cap,
         )  # fmt: skip

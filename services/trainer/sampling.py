@@ -4,8 +4,9 @@ The formulas and the exact batch procedure live in :mod:`services.core.sampling`
 and :mod:`services.core.batch`
 (the sampler service's own code), so an offline experiment samples exactly as
 the production sampler does in batch mode: same rules, same quantiles, same
-hash-derived draws, same ``sum delta <= B`` trim. This module only adapts that
-API to arrays (paper, section 2 and appendix A.3).
+hash-derived draws, same ``sum delta <= B`` trim. The parameters are the
+sampler's own :class:`~services.core.params.SamplingParams`. This module only
+adapts that API to arrays (paper, section 2 and appendix A.3).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from services.core.batch import batch_summary_and_decisions
+from services.core.params import SamplingParams
 from services.core.sampling import (
     DEFAULT_BETA,
-    AlphaMethod,
     Rule,
     bernoulli_draws,
     budget_count,
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_BETA",
     "Rule",
     "SampledReviews",
+    "SamplingParams",
     "budget_quantile",
     "exponential_pi",
     "normalization_pi",
@@ -47,14 +49,24 @@ class SampledReviews:
 
     delta: npt.NDArray[np.bool_]
     pi: npt.NDArray[np.float64]
-    rule: Rule
-    budget_fraction: float
+    #: What the draws were made with.
+    params: SamplingParams
     #: Drawn items dropped to keep ``sum delta <= B`` (their recorded pi overstates
     #: the true inclusion probability slightly; see services.core.batch).
     trimmed: int
     alpha: float | None = None
     beta: float | None = None
     tau: float | None = None
+
+    @property
+    def rule(self) -> Rule:
+        """The sampling rule."""
+        return self.params.rule
+
+    @property
+    def budget_fraction(self) -> float:
+        """The budget fraction b."""
+        return self.params.budget_fraction
 
     @property
     def reviewed(self) -> int:
@@ -69,21 +81,18 @@ class SampledReviews:
 
 def sample_reviews(
     eps: npt.ArrayLike,
-    rule: Rule | str,
-    budget_fraction: float,
+    params: SamplingParams,
     *,
-    seed: int = 0,
     ids: Sequence[str] | None = None,
     task_id: str = "experiment",
-    beta: float = DEFAULT_BETA,
-    pi_min: float = 0.0,
-    alpha_method: AlphaMethod = "quantile",
     trim: bool = True,
 ) -> SampledReviews:
     """Decide which items a human reviews, exactly as the sampler's batch mode does.
 
-    ``alpha_method='quantile'`` is the paper's choice (appendix A.3: alpha at the
-    budget quantile, beta = 10 or 100); ``'solve'`` makes ``sum pi = B``.
+    ``params`` as the sampler gets them (its ``mode`` and streaming fields are
+    not used: this is batch sampling). ``params.alpha_method='quantile'`` is
+    the paper's choice (appendix A.3: alpha at the budget quantile, beta = 10
+    or 100); ``'solve'`` makes ``sum pi = B``.
 
     ``trim=False`` draws ``delta_i = u_i < pi_i`` independently and keeps every
     draw, as active M-estimation does (Zrnic and Candes 2024; the paper's
@@ -96,9 +105,10 @@ def sample_reviews(
     """
     e = np.asarray(eps, dtype=np.float64)
     item_ids = list(ids) if ids is not None else [f"i{i}" for i in range(e.size)]
-    rule = Rule(rule)
+    p = params
+    rule, budget_fraction, beta, pi_min = p.rule, p.budget_fraction, p.beta, p.pi_min
     if not trim and rule is not Rule.THRESHOLD:
-        u = bernoulli_draws(seed, task_id, item_ids)
+        u = bernoulli_draws(p.seed, task_id, item_ids)
         b = budget_count(budget_fraction, e.size)
         alpha: float | None = None
         if rule is Rule.NORMALIZATION:
@@ -106,18 +116,18 @@ def sample_reviews(
         else:
             from services.core.sampling import solve_alpha
 
-            alpha = (
-                solve_alpha(e, b, beta)
-                if alpha_method == "solve"
-                else budget_quantile(e, budget_fraction)
-            )
+            if p.alpha is not None:
+                alpha = p.alpha
+            elif p.alpha_method == "solve":
+                alpha = solve_alpha(e, b, beta)
+            else:
+                alpha = budget_quantile(e, budget_fraction)
             pi = exponential_pi(e, alpha, beta)
         pi = np.clip(np.maximum(pi, pi_min), 0.0, 1.0)
         return SampledReviews(
             delta=u < pi,
             pi=pi,
-            rule=rule,
-            budget_fraction=budget_fraction,
+            params=p,
             trimmed=0,
             alpha=alpha,
             beta=beta if rule is Rule.EXPONENTIAL else None,
@@ -129,15 +139,16 @@ def sample_reviews(
         budget_fraction,
         beta,
         pi_min,
-        seed,
+        p.seed,
         task_id,
-        alpha_method=alpha_method,
+        alpha_method=p.alpha_method,
+        alpha=p.alpha,
+        tau=p.tau,
     )
     return SampledReviews(
         delta=np.fromiter((d.delta for d in decisions), dtype=np.bool_, count=e.size),
         pi=np.fromiter((d.pi for d in decisions), dtype=np.float64, count=e.size),
-        rule=Rule(rule),
-        budget_fraction=budget_fraction,
+        params=p,
         trimmed=summary.trimmed,
         alpha=summary.alpha,
         beta=summary.beta,

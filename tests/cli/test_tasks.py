@@ -390,3 +390,150 @@ def test_cli_invalid_task_exits_2_with_a_clear_message(tmp_path):
     assert result.exit_code == 2
     assert "at least 2 labels are required, got 1" in result.stderr
     assert result.stdout == ""
+
+
+REVIEW_FLAGS = {**GOOD_FLAGS, "labels": "ok,Gore,nudity"}
+
+
+def test_review_settings_default_to_absent():
+    task = tasks.build_task(None, REVIEW_FLAGS)
+    assert not task.HasField("review")
+    # explicit defaults are the same definition as no settings at all
+    hidden = tasks.build_task(
+        None, {**REVIEW_FLAGS, "show_machine_label": False, "overlap_fraction": 0.0}
+    )
+    assert not hidden.HasField("review")
+
+
+def test_review_flags_fill_task_review():
+    task = tasks.build_task(
+        None,
+        {
+            **REVIEW_FLAGS,
+            "sensitive_labels": ["nudity", "gore", "GORE"],
+            "show_machine_label": True,
+            "show_critique": True,
+            "overlap_fraction": 0.1,
+            "exposure_break_after_s": 900,
+            "exposure_daily_cap_s": 3600,
+        },
+    )
+    review = task.review
+    assert list(review.sensitive_labels) == [1, 2]  # by name, case-insensitive, sorted, unique
+    assert review.show_machine_label and review.show_critique
+    assert review.overlap_fraction == pytest.approx(0.1)
+    assert (review.exposure_break_after_s, review.exposure_daily_cap_s) == (900, 3600)
+
+
+def test_review_in_a_file_by_name_or_index_and_flags_override(tmp_path):
+    path = tmp_path / "task.yaml"
+    path.write_text(
+        "name: f\nlabels: [ok, gore, nudity]\nmodality: image\nbudget: 0.2\nrule: threshold\n"
+        "review:\n  sensitiveLabels: [gore, 2]\n  show_critique: true\n  overlap_fraction: 0.3\n"
+    )
+    task = tasks.build_task(tasks.load_task_file(path), {})
+    assert list(task.review.sensitive_labels) == [1, 2]
+    assert task.review.show_critique
+    task = tasks.build_task(
+        tasks.load_task_file(path), {"sensitive_labels": ["nudity"], "show_critique": False}
+    )
+    assert list(task.review.sensitive_labels) == [2]
+    assert not task.review.show_critique
+    assert task.review.overlap_fraction == pytest.approx(0.3)  # the rest of the file stays
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (
+            {"sensitive_labels": ["blood"]},
+            "review.sensitive_labels: unknown label 'blood'; the labels are ok, Gore, nudity",
+        ),
+        ({"overlap_fraction": 1.5}, "review overlap_fraction must be in [0, 1], got 1.5"),
+        ({"overlap_fraction": -0.1}, "review overlap_fraction must be in [0, 1]"),
+        ({"exposure_break_after_s": -1}, "review exposure_break_after_s must be in [0, 86400]"),
+        ({"exposure_daily_cap_s": 90_000}, "review exposure_daily_cap_s must be in [0, 86400]"),
+    ],
+)
+def test_invalid_review_settings_are_explained(overrides, fragment):
+    with pytest.raises(tasks.TaskError) as info:
+        tasks.build_task(None, {**REVIEW_FLAGS, **overrides})
+    assert any(fragment in p for p in info.value.problems), info.value.problems
+
+
+def test_sensitive_label_index_outside_the_label_set_in_a_file():
+    problems = tasks.validate_task(
+        tasks.task_from_mapping({**REVIEW_FLAGS, "review": {"sensitive_labels": [3]}})
+    )
+    assert problems == [
+        "review sensitive label index 3 is not a label of the task (expected 0 to 2)"
+    ]
+
+
+def test_review_must_be_a_mapping():
+    with pytest.raises(tasks.TaskError, match="review: expected a mapping"):
+        tasks.build_task({"review": "strict"}, REVIEW_FLAGS)
+
+
+CLI_BASE = [
+    "task",
+    "create",
+    "--dry-run",
+    "--name",
+    "n",
+    "--labels",
+    "ok,gore,nudity",
+    "--modality",
+    "image",
+    "--budget",
+    "0.2",
+    "--rule",
+    "threshold",
+]
+
+
+def test_cli_review_flags():
+    result = invoke(
+        [
+            *CLI_BASE,
+            "--sensitive-label",
+            "gore",
+            "--sensitive-label",
+            "nudity",
+            "--show-machine-label",
+            "--hide-critique",
+            "--overlap-fraction",
+            "0.05",
+            "--exposure-break-after",
+            "600",
+            "--exposure-daily-cap",
+            "1800",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["review"] == {
+        "sensitive_labels": [1, 2],
+        "show_machine_label": True,
+        "overlap_fraction": 0.05,
+        "exposure_break_after_s": 600,
+        "exposure_daily_cap_s": 1800,
+    }
+
+
+def test_cli_review_defaults_hide_everything():
+    result = invoke(CLI_BASE)
+    assert result.exit_code == 0, result.output
+    assert "review" not in json.loads(result.stdout)
+    result = invoke([*CLI_BASE, "--show-critique"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["review"] == {"show_critique": True}
+
+
+def test_cli_unknown_sensitive_label_exits_2_with_the_label_names():
+    result = invoke([*CLI_BASE, "--sensitive-label", "gore", "--sensitive-label", "blood"])
+    assert result.exit_code == 2
+    assert (
+        "review.sensitive_labels: unknown label 'blood'; the labels are ok, gore, nudity"
+        in result.stderr
+    )
+    assert result.stdout == ""

@@ -60,7 +60,15 @@ def test_demo_streams_trains_and_writes_table_3(
     assert {p.stem for p in logs.iterdir()} == {
         "annotator", "criticizer", "sampler", "review-gateway", "trainer",
     }  # fmt: skip
-    # Item content never reaches a log: no PNG bytes, no base64 of them.
+    # The web workspace's pages, with demo-only tokens on the terminal.
+    admin = re.search(
+        r"admin page +(http://127\.0\.0\.1:\d+/admin) +token of demo-admin: +(\S+)", out
+    )
+    review = re.search(r"reviewer page +(http://\S+/review) +token of demo-reviewer: +(\S+)", out)
+    assert admin is not None and review is not None
+    tokens = (admin.group(2), review.group(2))
+    # Item content never reaches a log: no PNG bytes, no base64 of them; nor do the tokens.
     for log in logs.iterdir():
         text = log.read_text(errors="replace")
         assert "iVBORw0KGgo" not in text and "image_bytes" not in text
+        assert not any(token in text for token in tokens)

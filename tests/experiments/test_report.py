@@ -12,7 +12,7 @@ from services.experiments.__main__ import parse_args
 from services.experiments.methods import TableConfig
 from services.experiments.report import write_report
 from services.experiments.table import compute_table, table_result
-from services.trainer.sampling import Rule, sample_reviews
+from services.trainer.sampling import Rule, SamplingParams, sample_reviews
 from tests.experiments.support import synthetic_annotations, synthetic_data
 
 KEYS = (
@@ -104,14 +104,17 @@ def test_normalization_draws_independently_unless_trimmed() -> None:
     budget = 0.05
     b = int(budget * eps.size)
     totals = [
-        sample_reviews(eps, Rule.NORMALIZATION, budget, seed=s, trim=False).reviewed
+        sample_reviews(eps, SamplingParams(Rule.NORMALIZATION, budget, seed=s), trim=False).reviewed
         for s in range(40)
     ]
     assert abs(np.mean(totals) - b) < 4 * np.sqrt(b / 40)
     assert max(totals) > b  # independent draws exceed B about half the time
-    trimmed = [sample_reviews(eps, Rule.NORMALIZATION, budget, seed=s).reviewed for s in range(10)]
+    trimmed = [
+        sample_reviews(eps, SamplingParams(Rule.NORMALIZATION, budget, seed=s)).reviewed
+        for s in range(10)
+    ]
     assert max(trimmed) <= b
-    thre = sample_reviews(eps, Rule.THRESHOLD, budget, trim=False)
+    thre = sample_reviews(eps, SamplingParams(Rule.THRESHOLD, budget), trim=False)
     assert thre.reviewed == b and thre.min_pi_reviewed == 1.0
 
 

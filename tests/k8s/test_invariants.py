@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from services.k8sgen import pipeline, render
 from services.runtime.topics import default_catalog
@@ -86,7 +87,11 @@ def test_act_services_use_native_grpc_probes(overlays, overlay):
         worker = next(c for c in pod_spec(deployment)["containers"] if c["name"] == stage.name)
         assert worker["args"] == [stage.name]
         grpc_port = next(p["containerPort"] for p in worker["ports"] if p["name"] == "grpc")
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        # The gateway's liveness asks its web workspace instead (test below).
+        grpc_probes = ("startupProbe", "readinessProbe")
+        if stage.name != "review-gateway":
+            grpc_probes += ("livenessProbe",)
+        for probe in grpc_probes:
             assert worker[probe]["grpc"]["port"] == grpc_port, f"{stage.name} {probe}"
         assert {p["name"] for p in worker["ports"]} >= {"grpc", "metrics"}
 
@@ -376,3 +381,113 @@ def test_review_gateway_database(overlays):
     assert one(production, "Ingress", "review-gateway")["metadata"]["annotations"].get(
         "cert-manager.io/cluster-issuer"
     )
+
+
+# ------------------------------------------------------------ the review gateway's web workspace
+
+
+def _ingress_backend(ingresses, host: str, path: str):
+    """(Ingress name, service, port name) that serves host+path, as the Ingress API
+    defines matching: Exact, or Prefix by whole path elements; the longest path
+    wins and Exact beats Prefix of the same length. None: no rule matches."""
+    best = None
+    for ingress in ingresses:
+        for rule in ingress["spec"]["rules"]:
+            if rule.get("host") != host:
+                continue
+            for p in rule["http"]["paths"]:
+                rule_path, kind = p["path"], p["pathType"]
+                if kind == "Exact":
+                    matched = path == rule_path
+                else:
+                    prefix = rule_path.rstrip("/")
+                    matched = path == prefix or path.startswith(prefix + "/") or rule_path == "/"
+                if not matched:
+                    continue
+                rank = (len(rule_path), kind == "Exact")
+                if best is None or rank > best[0]:
+                    svc = p["backend"]["service"]
+                    best = (rank, (ingress["metadata"]["name"], svc["name"], svc["port"]["name"]))
+    return None if best is None else best[1]
+
+
+def _web_routes() -> list[str]:
+    """The paths the workspace serves (placeholders filled in), from the application."""
+    from services.review_gateway.settings import GatewaySettings
+    from services.review_gateway.web.app import build_web_app
+
+    app = build_web_app(None, None, GatewaySettings())  # type: ignore[arg-type]
+    return sorted({re.sub(r"\{[^}]+\}", "x", r.path) for r in app.routes})
+
+
+@pytest.mark.parametrize("overlay", render.OVERLAYS)
+def test_review_gateway_serves_the_web_workspace(overlays, overlay):
+    objects = overlays[overlay]
+    config = one(objects, "ConfigMap", "review-gateway-config")["data"]
+    spec = pod_spec(one(objects, "Deployment", "review-gateway"))
+    (gateway,) = spec["containers"]
+    ports = {p["name"]: p["containerPort"] for p in gateway["ports"]}
+    assert TypeAdapter(bool).validate_python(config.get("ACT_GATEWAY_HTTP_ENABLED", True))
+    assert int(config["ACT_GATEWAY_HTTP_PORT"]) == ports["http"] == 8090
+    # Liveness on the web listener; startup and readiness stay on gRPC health.
+    assert gateway["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert gateway["readinessProbe"]["grpc"]["port"] == ports["grpc"]
+    service = one(objects, "Service", "review-gateway")
+    by_name = {p["name"]: p for p in service["spec"]["ports"]}
+    assert by_name["http"]["port"] == 8090 and by_name["http"]["targetPort"] == "http"
+    assert by_name["grpc"]["targetPort"] == "grpc"
+
+    ingresses = find(objects, "Ingress")
+    grpc = one(objects, "Ingress", "review-gateway")
+    web = one(objects, "Ingress", "review-gateway-web")
+    annotations = "nginx.ingress.kubernetes.io/backend-protocol"
+    assert grpc["metadata"]["annotations"][annotations] == "GRPC"
+    assert web["metadata"]["annotations"][annotations] == "HTTP"
+    (host,) = {r["host"] for r in grpc["spec"]["rules"]}
+    assert {r["host"] for r in web["spec"]["rules"]} == {host}
+    # TLS for the host in both: the session cookies are Secure.
+    for ingress in (grpc, web):
+        tls_hosts = {h for t in ingress["spec"]["tls"] for h in t["hosts"]}
+        assert host in tls_hosts and all(t["secretName"] for t in ingress["spec"]["tls"])
+    assert _ingress_backend(ingresses, host, "/act.v1.ReviewService/Lease") == (
+        "review-gateway",
+        "review-gateway",
+        "grpc",
+    )
+    routes = _web_routes()
+    assert {"/", "/login", "/review", "/admin", "/healthz"} <= set(routes)
+    for path in routes:
+        backend = _ingress_backend(ingresses, host, path)
+        if path == "/healthz":
+            assert backend is None, "probes reach /healthz in the cluster; it is not public"
+        else:
+            assert backend == ("review-gateway-web", "review-gateway", "http"), path
+    # Nothing else of the host reaches the web port.
+    assert _ingress_backend(ingresses, host, "/grpc.health.v1.Health/Check") is None
+    assert _ingress_backend(ingresses, host, "/metrics") is None
+
+
+@pytest.mark.parametrize("overlay", ["production", "production-hosted-annotator"])
+def test_production_keeps_secure_cookies(overlays, overlay):
+    """The workspace's cookies stay Secure in production: set, or left at the default."""
+    from services.review_gateway.settings import GatewaySettings
+
+    objects = overlays[overlay]
+    config = one(objects, "ConfigMap", "review-gateway-config")["data"]
+    assert config["ACT_GATEWAY_ENVIRONMENT"] == "production"
+    assert GatewaySettings.model_fields["web_cookie_secure"].default is True
+    value = config.get("ACT_GATEWAY_WEB_COOKIE_SECURE", True)
+    assert TypeAdapter(bool).validate_python(value) is True
+    (gateway,) = pod_spec(one(objects, "Deployment", "review-gateway"))["containers"]
+    overrides = [
+        e for e in gateway.get("env") or [] if e["name"] == "ACT_GATEWAY_WEB_COOKIE_SECURE"
+    ]
+    assert all(TypeAdapter(bool).validate_python(e.get("value")) for e in overrides)
+    # The cookie must reach the browser: only over TLS, with the certificate that
+    # cert-manager issues for the gRPC Ingress (one Certificate per Secret).
+    web = one(objects, "Ingress", "review-gateway-web")
+    grpc = one(objects, "Ingress", "review-gateway")
+    assert grpc["metadata"]["annotations"].get("cert-manager.io/cluster-issuer")
+    secrets = {t["secretName"] for t in grpc["spec"]["tls"]}
+    assert web["spec"]["tls"] and {t["secretName"] for t in web["spec"]["tls"]} <= secrets
+    assert web["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/ssl-redirect") == "true"

@@ -39,6 +39,21 @@ OUTSIDE = [
     Endpoint("kube-apiserver", "172.20.0.1"),
 ]
 BROKERS = "act-brokers"
+# Everyone but the Ingress controller, in and outside the namespace: no path
+# to the gateway's web port (8090), labelled review tools included.
+WEB_DENIED = (
+    "annotator",
+    "criticizer",
+    "sampler",
+    "trainer",
+    "review-tool",
+    "training-tool",
+    "debug",
+    "stranger",
+    "prometheus",
+    "keda-operator",
+    BROKERS,
+)
 
 
 def network(objects) -> Network:
@@ -64,6 +79,8 @@ def test_data_flow_paths_are_allowed(nets, overlay):
         *((s, "kube-dns", 53, "UDP") for s in STAGES),
         *((s, "kube-dns", 53, "TCP") for s in STAGES),
         ("ingress-controller", "review-gateway", "grpc"),
+        ("ingress-controller", "review-gateway", "http"),  # the web workspace
+        ("ingress-controller", "review-gateway", 8090),
         ("review-tool", "review-gateway", "grpc"),
         ("training-tool", "trainer", "grpc"),
         *(("prometheus", s, "metrics") for s in STAGES),
@@ -103,6 +120,9 @@ def test_everything_else_is_denied(nets, overlay):
         ("debug", "review-gateway", "grpc"),
         ("criticizer", "review-gateway", "grpc"),
         ("prometheus", "review-gateway", "grpc"),
+        # The web workspace: browsers come through the Ingress controller only.
+        *((src, "review-gateway", port) for src in WEB_DENIED for port in ("http", 8090)),
+        ("ingress-controller", "review-gateway", "metrics"),
         # The trainer's API is for labelled clients of the namespace only.
         ("ingress-controller", "trainer", "grpc"),
         ("debug", "trainer", "grpc"),

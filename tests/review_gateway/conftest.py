@@ -61,6 +61,8 @@ def gateway_settings(database: Database, **overrides: object) -> GatewaySettings
         "reaper_interval_s": 3600.0,  # tests call expire_leases() themselves
         "token_cache_s": 0.0,
         "database_pool_size": 8,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
     }
     values.update(overrides)
     return GatewaySettings(**values)  # type: ignore[arg-type]

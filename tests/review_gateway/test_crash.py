@@ -74,6 +74,7 @@ async def test_sigkill_gateway_mid_stream(database: Database, kafka_bootstrap: s
         "ACT_GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
         "ACT_GATEWAY_GRPC_PORT": str(port),
         "ACT_GATEWAY_METRICS_PORT": "0",
+        "ACT_GATEWAY_HTTP_PORT": "0",
         "ACT_GATEWAY_GROUP_ID": f"gw-{prefix}",
         "ACT_GATEWAY_SESSION_TIMEOUT_MS": "6000",
         "ACT_GATEWAY_HEARTBEAT_INTERVAL_MS": "1000",

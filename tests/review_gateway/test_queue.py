@@ -16,23 +16,9 @@ from services.review_gateway.errors import AlreadyExists
 from services.review_gateway.stage import ReviewRequestStage
 from services.review_gateway.store import ReviewStore
 from services.runtime.retry import PermanentError
-from services.runtime.stage import Envelope
 from tests.review_gateway.conftest import Database, Running
 from tests.review_gateway.support import counts, make_request, make_task, queue_states
-
-
-def _envelope(
-    request: review_pb2.ReviewRequest, offset: int = 0
-) -> Envelope[review_pb2.ReviewRequest]:
-    return Envelope(
-        message=request,
-        topic="act.review.requests.v1",
-        partition=0,
-        offset=offset,
-        key=request.decision.critique.annotation.item.item_id.encode(),
-        headers={},
-        timestamp_ms=0,
-    )
+from tests.support.harness import StageHarness
 
 
 async def test_migrations_match_schema(database: Database):
@@ -51,19 +37,19 @@ async def test_migrations_match_schema(database: Database):
 
 
 async def test_consuming_a_request_twice_queues_it_once(running: Running):
-    stage = ReviewRequestStage(running.store)
+    stage = StageHarness(ReviewRequestStage(running.store))
     request = make_request(1)
-    assert await stage.process(_envelope(request)) == ()
-    assert await stage.process(_envelope(request, offset=1)) == ()
+    assert await stage.process(request) == ()
+    assert await stage.process(request) == ()  # re-delivered at the next offset
     # The sampler re-sending the same item under another request id: still one.
-    await stage.process(_envelope(make_request(1, request_id="req-1-again")))
+    await stage.process(make_request(1, request_id="req-1-again"))
     states = await queue_states(running.store.engine)
     assert states == {"req-1": "pending"}
     assert (await counts(running.store.engine))["audit_log"] >= 1
 
 
 async def test_invalid_requests_are_permanent_errors(running: Running):
-    stage = ReviewRequestStage(running.store)
+    stage = StageHarness(ReviewRequestStage(running.store))
     no_item = make_request(1)
     no_item.decision.critique.annotation.item.item_id = ""
     machine = make_request(2)
@@ -71,7 +57,7 @@ async def test_invalid_requests_are_permanent_errors(running: Running):
     zero_pi = make_request(3, pi=0.0)
     for bad in (no_item, machine, zero_pi):
         with pytest.raises(PermanentError):
-            await stage.process(_envelope(bad))
+            await stage.process(bad)
     assert await queue_states(running.store.engine) == {}
 
 
@@ -331,14 +317,14 @@ class _FlakyStore:
 
 async def test_database_outage_never_dead_letters_a_request():
     flaky = _FlakyStore(failures=3)
-    stage = ReviewRequestStage(flaky, max_outage_s=10)  # type: ignore[arg-type]
-    assert await stage.process(_envelope(make_request(1))) == ()
+    stage = StageHarness(ReviewRequestStage(flaky, max_outage_s=10))  # type: ignore[arg-type]
+    assert await stage.process(make_request(1)) == ()
     assert flaky.calls == 4
     # A long outage: the gateway is told to restart and the record stays in
     # flight (neither committed nor dead-lettered) until the shutdown cancels it.
     reasons: list[str] = []
     down = ReviewRequestStage(_FlakyStore(10**9), max_outage_s=0.3, on_fatal=reasons.append)  # type: ignore[arg-type]
-    handler = asyncio.create_task(down.process(_envelope(make_request(2))))
+    handler = asyncio.create_task(StageHarness(down).process(make_request(2)))
     await asyncio.sleep(1.0)
     assert reasons == ["database unavailable"] and not handler.done()
     handler.cancel()

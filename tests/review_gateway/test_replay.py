@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 from act.v1 import api_pb2
+from sqlalchemy import select
 
+from services.review_gateway import schema as s
 from services.review_gateway.replay import (
+    LEFT_FOR_PEOPLE_REASON,
     ReplayConfig,
     ReplayReviewer,
     load_held_labels,
 )
 from tests.review_gateway.conftest import Running
-from tests.review_gateway.support import counts, make_request
+from tests.review_gateway.support import counts, make_request, queue_states
 from tests.support.kafkaio import REPO
 
 
@@ -79,3 +82,62 @@ async def test_command_line_reviews_the_queue(running: Running, tmp_path: Path):
     stats = await running.admin.GetTaskStats(api_pb2.GetTaskStatsRequest(task_id="task-1"))
     # Held labels for six items, the machine label for the rest.
     assert dict(stats.label_counts) == {2: 6, 1: 6}
+
+
+@pytest.mark.parametrize(("items", "leave"), [(12, 3), (4, 6)])
+async def test_leaves_the_first_n_items_for_people(running: Running, items: int, leave: int):
+    created = await running.admin.CreateReviewer(api_pb2.CreateReviewerRequest(name="replay"))
+    for n in range(items):
+        await running.store.enqueue(make_request(n, machine_label=1))
+    reviewer = ReplayReviewer(
+        ReplayConfig(
+            target=f"127.0.0.1:{running.gateway.port}",
+            token=created.token,
+            task_id="task-1",
+            held_labels={f"item-{n}": 2 for n in range(items)},
+            concurrency=3,
+            idle_seconds=1,
+            call_timeout_s=5,
+            leave_for_people=leave,
+            record=True,
+        )
+    )
+    summary = await asyncio.wait_for(reviewer.run(), 60)
+    left = min(leave, items)
+    assert summary.left_for_people == len(reviewer.left_for_people) == left
+    assert summary.skipped == left and summary.submitted == items - left
+    # The first N distinct items leased are the ones left.
+    leased = list(dict.fromkeys(i for e, i, _, _ in reviewer.history if e == "leased"))
+    assert set(leased[:left]) == reviewer.left_for_people
+    assert set(reviewer.accepted).isdisjoint(reviewer.left_for_people)
+    assert len(reviewer.accepted) == items - left
+
+    states = await queue_states(running.store.engine)
+    pending = {f"item-{r.removeprefix('req-')}" for r, st in states.items() if st == s.PENDING}
+    assert pending == reviewer.left_for_people
+    assert sum(st == s.DONE for st in states.values()) == items - left
+    async with running.store.engine.connect() as conn:
+        skips = (await conn.execute(select(s.skips))).all()
+    assert len(skips) == left
+    assert {r.request_id.replace("req-", "item-") for r in skips} == reviewer.left_for_people
+    assert {(r.reviewer_id, r.reason, r.reason_code) for r in skips} == {
+        (created.reviewer_id, LEFT_FOR_PEOPLE_REASON, api_pb2.SKIP_REASON_OTHER)
+    }
+    stats = await running.admin.GetTaskStats(api_pb2.GetTaskStatsRequest(task_id="task-1"))
+    assert (stats.pending, stats.completed, stats.skipped) == (left, items - left, left)
+    assert dict(stats.label_counts) == ({2: items - left} if items > left else {})
+
+    # A person gets exactly the items left, and can label them.
+    _, person = await running.reviewer("person")
+    for _ in range(left):
+        lease = await person.lease(task_id="task-1")
+        assert lease.request.decision.critique.annotation.item.item_id in reviewer.left_for_people
+        await person.submit(lease.lease_id, 0)
+    assert not (await person.lease(task_id="task-1")).lease_id
+    stats = await running.admin.GetTaskStats(api_pb2.GetTaskStatsRequest(task_id="task-1"))
+    assert (stats.pending, stats.completed) == (0, items)
+
+
+def test_leave_for_people_must_not_be_negative():
+    with pytest.raises(ValueError, match="leave_for_people"):
+        ReplayReviewer(ReplayConfig(target="unused:1", token="t", leave_for_people=-1))

@@ -1,7 +1,8 @@
 """The sampler stage without a broker: outputs, ordering, partition state, batches.
 
-The runner's side (partition hooks, committed changelog, commits of a
-prefix) is played by :class:`~tests.sampler.memory_runtime.MemoryRuntime`.
+Records go in through :class:`~tests.support.harness.StageHarness`; the
+runner's side (partition hooks, committed changelog, commits of a prefix) is
+played by :class:`~tests.support.harness.MemoryRuntime`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from services.runtime.retry import PermanentError
 from services.runtime.stage import Output
 from services.runtime.tasks import StaticTaskSource, TaskNotFoundError
 from services.sampler.ordering import OrderedExecutor
-from services.sampler.service import SamplerSettings, SamplerStage, TaskSampling, request_id
+from services.sampler.service import SamplerSettings, SamplerStage, SamplingParams, request_id
+from services.trainer.sampling import sample_reviews
+from tests.support.harness import MemoryRuntime, StageHarness
 
-from .memory_runtime import MemoryRuntime, envelope
 from .support import critique
 
 
@@ -68,7 +70,7 @@ def state_of(outputs: Sequence[Output], key: str) -> sampling_pb2.SamplerState |
 
 async def test_machine_label_and_review_request_carry_the_full_decision() -> None:
     stage = make_stage(rule="threshold", seed=5, pi_min=0.0)
-    low = await stage.process(envelope(critique("task", "a", 0.0, label=3), offset=0))
+    low = await StageHarness(stage).process(critique("task", "a", 0.0, label=3), offset=0)
     assert [o.topic for o in low] == ["labels"]  # the state goes with the commit:
     (write,) = stage.changelog(0, 0)
     assert (write.topic, write.key, write.partition) == ("sampler_state", "task:0", 0)
@@ -97,8 +99,8 @@ async def test_machine_label_and_review_request_carry_the_full_decision() -> Non
 
     # An item far above everything seen goes to review.
     for i in range(1, 50):
-        await stage.process(envelope(critique("task", f"x{i}", 0.01), offset=i))
-    high = await stage.process(envelope(critique("task", "z", 0.99), offset=50))
+        await StageHarness(stage).process(critique("task", f"x{i}", 0.01), offset=i)
+    high = await StageHarness(stage).process(critique("task", "z", 0.99), offset=50)
     request = high[0].value
     assert high[0].topic == "review_requests" and isinstance(request, review_pb2.ReviewRequest)
     assert request.request_id == request_id("task", "z")
@@ -109,15 +111,15 @@ async def test_machine_label_and_review_request_carry_the_full_decision() -> Non
 async def test_invalid_critiques_fail_permanently() -> None:
     stage = make_stage(rule="normalization")
     with pytest.raises(PermanentError, match="outside"):
-        await stage.process(envelope(critique("task", "a", 1.5), offset=0))
+        await StageHarness(stage).process(critique("task", "a", 1.5), offset=0)
     with pytest.raises(PermanentError, match="task_id"):
-        await stage.process(envelope(critique("", "b", 0.5), offset=1))
+        await StageHarness(stage).process(critique("", "b", 0.5), offset=1)
     perplexity = critique("task", "c", 0.5)
     perplexity.strategy = common_pb2.CRITIQUE_STRATEGY_COT_PERPLEXITY
     with pytest.raises(PermanentError, match="only the threshold"):
-        await stage.process(envelope(perplexity, offset=2))
+        await StageHarness(stage).process(perplexity, offset=2)
     # The partition is not blocked by them.
-    ok = await stage.process(envelope(critique("task", "d", 0.5), offset=3))
+    ok = await StageHarness(stage).process(critique("task", "d", 0.5), offset=3)
     assert ok[0].topic in ("labels", "review_requests")
 
 
@@ -179,24 +181,26 @@ async def test_records_decide_in_offset_order_across_a_failed_record() -> None:
     stage = make_stage(rule="normalization", seed=1)
     stage.tasks = FlakyTasks("t", failures=0)
     eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
-    await stage.process(envelope(critique("t", "i0", eps[0]), offset=0))
+    await StageHarness(stage).process(critique("t", "i0", eps[0]), offset=0)
     stage.tasks.failures = 1  # the record at offset 5 (after a gap) fails once
-    first = asyncio.create_task(stage.process(envelope(critique("t", "i1", eps[1]), offset=5)))
+    first = asyncio.create_task(StageHarness(stage).process(critique("t", "i1", eps[1]), offset=5))
     rest = [
-        asyncio.create_task(stage.process(envelope(critique("t", f"i{k}", eps[k]), offset=5 + k)))
+        asyncio.create_task(
+            StageHarness(stage).process(critique("t", f"i{k}", eps[k]), offset=5 + k)
+        )
         for k in range(2, 6)
     ]
     with pytest.raises(ConnectionError):
         await first
     await asyncio.sleep(0.01)
     assert not any(t.done() for t in rest)  # nobody overtakes the failed record
-    retried = await stage.process(envelope(critique("t", "i1", eps[1]), offset=5, attempt=2))
+    retried = await StageHarness(stage).process(critique("t", "i1", eps[1]), offset=5, attempt=2)
     outs = [retried] + [await t for t in rest]
     # Same decisions as an uninterrupted run in offset order.
     ref_stage = make_stage(rule="normalization", seed=1)
     ref_stage.tasks = FlakyTasks("t", failures=0)
     ref = [
-        await ref_stage.process(envelope(critique("t", f"i{k}", e), offset=k))
+        await StageHarness(ref_stage).process(critique("t", f"i{k}", e), offset=k)
         for k, e in enumerate(eps)
     ]
     assert [decision_of(o).pi for o in outs] == [decision_of(o).pi for o in ref[1:]]
@@ -216,13 +220,13 @@ def committed_state(rt: MemoryRuntime, key: str, partition: int = 0) -> sampling
 async def test_changelog_of_a_prefix_is_the_state_after_exactly_that_prefix() -> None:
     stage = make_stage(rule="exponential")
     for i, c in items(range(10)):
-        await stage.process(envelope(c, offset=i))
+        await StageHarness(stage).process(c, offset=i)
     # Decided up to 9; the runner commits the finished prefix up to 4 only.
     writes = stage.changelog(0, 4)
     again = stage.changelog(0, 4)  # a failed transaction asks again: same answer
     ref = make_stage(rule="exponential")
     for i, c in items(range(5)):
-        await ref.process(envelope(c, offset=i))
+        await StageHarness(ref).process(c, offset=i)
     (want,) = ref.changelog(0, 4)
     for w in (writes, again):
         (got,) = w
@@ -297,7 +301,7 @@ async def test_a_reassigned_partition_continues_from_the_other_owners_commits() 
     out = await rt.feed(stage, items(range(105, 110)))
     ref_stage = make_stage()
     ref = [
-        await ref_stage.process(envelope(c, offset=i))
+        await StageHarness(ref_stage).process(c, offset=i)
         for i, c in items([*range(30), *range(32, 100), *range(105, 110)])
     ]
     assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref[-5:]]
@@ -311,32 +315,32 @@ async def test_a_record_abandoned_in_its_retry_backoff_does_not_block_the_next_o
     await rt.feed(stage, items(range(10)))
     # Record 10 (a new task) fails; the runner would retry it ...
     with pytest.raises(ConnectionError):
-        await stage.process(envelope(critique("u", "u10", 0.5), offset=10))
+        await StageHarness(stage).process(critique("u", "u10", 0.5), offset=10)
     # ... but the partition is revoked during the backoff and another replica
     # decides 10..59. When the partition comes back, record 60 must not wait
     # behind the abandoned place of record 10.
     await rt.revoke(stage, 0)
     other = make_stage(rule="normalization")
     await rt.assign(other, 0)
-    out10 = await other.process(envelope(critique("u", "u10", 0.5), offset=10))
+    out10 = await StageHarness(other).process(critique("u", "u10", 0.5), offset=10)
     rt.commit(other, 0, 10, out10)
     await rt.feed(other, items(range(11, 60)))
     await rt.revoke(other, 0)
     await rt.assign(stage, 0)
     out = await asyncio.wait_for(rt.feed(stage, items(range(60, 65))), timeout=5)
     ref_stage = make_stage(rule="normalization")
-    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(10))]
-    await ref_stage.process(envelope(critique("u", "u10", 0.5), offset=10))
-    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(11, 65))]
+    ref = [await StageHarness(ref_stage).process(c, offset=i) for i, c in items(range(10))]
+    await StageHarness(ref_stage).process(critique("u", "u10", 0.5), offset=10)
+    ref = [await StageHarness(ref_stage).process(c, offset=i) for i, c in items(range(11, 65))]
     assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref[-5:]]
 
 
 async def test_a_retry_of_a_decided_record_gets_the_same_decision_counted_once() -> None:
     stage = make_stage()
     for i, c in items(range(5)):
-        await stage.process(envelope(c, offset=i))
+        await StageHarness(stage).process(c, offset=i)
     # The handler timed out after the decision was made; the runner retries it.
-    retried = await stage.process(envelope(items([4])[0][1], offset=4, attempt=2))
+    retried = await StageHarness(stage).process(items([4])[0][1], offset=4, attempt=2)
     (write,) = stage.changelog(0, 4)
     assert isinstance(write.value, sampling_pb2.SamplerState) and write.value.seen == 5
     assert decision_of(retried).critique.annotation.item.item_id == "item4"
@@ -355,8 +359,8 @@ async def test_work_of_a_revoked_partition_does_not_touch_the_next_ownership() -
 
     await rt.assign(stage, 0)
     stage.tasks.get = slow  # type: ignore[method-assign]
-    stuck = asyncio.create_task(stage.process(envelope(items([0])[0][1], offset=0)))
-    queued = asyncio.create_task(stage.process(envelope(items([1])[0][1], offset=1)))
+    stuck = asyncio.create_task(StageHarness(stage).process(items([0])[0][1], offset=0))
+    queued = asyncio.create_task(StageHarness(stage).process(items([1])[0][1], offset=1))
     await asyncio.sleep(0.01)
     # The runner cancels the partition's handlers (one is stuck in its task
     # lookup), calls on_revoked, and later gets the partition back.
@@ -369,7 +373,7 @@ async def test_work_of_a_revoked_partition_does_not_touch_the_next_ownership() -
     await asyncio.gather(stuck, queued, return_exceptions=True)
     ref_stage = make_stage()
     ref_stage.tasks = FlakyTasks("t", failures=0)
-    ref = [await ref_stage.process(envelope(c, offset=i)) for i, c in items(range(3))]
+    ref = [await StageHarness(ref_stage).process(c, offset=i) for i, c in items(range(3))]
     assert [decision_of(o).pi for o in out] == [decision_of(o).pi for o in ref]
     assert committed_state(rt, "t:0").seen == 3
     assert stage.changelog(0, 10) == []  # the stale decision left nothing behind
@@ -395,18 +399,16 @@ async def test_batch_waits_for_all_items_then_decides_exactly() -> None:
     eps = [0.05, 0.9, 0.1, 0.8, 0.2, 0.3, 0.15, 0.01, 0.7, 0.02]
     tasks = [
         asyncio.create_task(
-            stage.process(
-                envelope(
-                    critique("t", f"b{i}", e, batch=("B1", 10)), partition=i % 2, offset=i // 2
-                )
+            StageHarness(stage).process(
+                critique("t", f"b{i}", e, batch=("B1", 10)), partition=i % 2, offset=i // 2
             )
         )
         for i, e in enumerate(eps[:-1])
     ]
     await asyncio.sleep(0.02)
     assert not any(t.done() for t in tasks)  # 9 of 10: everyone waits, nothing commits
-    last = await stage.process(
-        envelope(critique("t", "b9", eps[-1], batch=("B1", 10)), partition=1, offset=4)
+    last = await StageHarness(stage).process(
+        critique("t", "b9", eps[-1], batch=("B1", 10)), partition=1, offset=4
     )
     outs = [await t for t in tasks] + [last]
     chosen = {decision_of(o).critique.annotation.item.item_id for o in outs if decision_of(o).delta}
@@ -430,7 +432,9 @@ async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
     eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
     outs = await asyncio.gather(
         *[
-            stage.process(envelope(critique("t", f"b{i}", e, batch=("B", 6)), i % 2, offset=i))
+            StageHarness(stage).process(
+                critique("t", f"b{i}", e, batch=("B", 6)), partition=i % 2, offset=i
+            )
             for i, e in enumerate(eps)
         ]
     )
@@ -441,8 +445,8 @@ async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
     fresh = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
     await rt.assign(fresh, 0, 1)
     again = [
-        await fresh.process(
-            envelope(critique("t", f"b{i}", eps[i], batch=("B", 6)), partition=1, offset=i)
+        await StageHarness(fresh).process(
+            critique("t", f"b{i}", eps[i], batch=("B", 6)), partition=1, offset=i
         )
         for i in (1, 3, 5)
     ]
@@ -451,15 +455,39 @@ async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
         assert decision_of(o).pi == decision_of(outs[i]).pi
 
 
+@pytest.mark.parametrize("rule", ["normalization", "exponential", "threshold"])
+async def test_offline_draws_are_the_batch_modes_with_the_same_params(rule: str) -> None:
+    """One SamplingParams: the trainer's and experiments' draws are the sampler's decisions."""
+    stage = make_stage(
+        mode="batch", rule=rule, budget_fraction=0.3, seed=7, pi_min=0.02, alpha_method="quantile"
+    )
+    params = stage.settings.sampling_params()
+    eps = [(i * 37 % 100) / 100 for i in range(40)]
+    ids = [f"b{i}" for i in range(len(eps))]
+    harness = StageHarness(stage)
+    outs = await asyncio.gather(
+        *[
+            harness.process(critique("t", item_id, e, batch=("B", len(eps))), offset=i)
+            for i, (item_id, e) in enumerate(zip(ids, eps, strict=True))
+        ]
+    )
+    offline = sample_reviews(eps, params, ids=ids, task_id="t")
+    assert [decision_of(o).delta for o in outs] == offline.delta.tolist()
+    assert [decision_of(o).pi for o in outs] == offline.pi.tolist()
+    assert offline.params == params and offline.rule is Rule(rule)
+
+
 async def test_batch_limits_fail_clearly() -> None:
     stage = make_stage(mode="batch", max_batch=5, batch_timeout_s=0.2)
     with pytest.raises(PermanentError, match="max_batch"):
-        await stage.process(envelope(critique("t", "x", 0.1, batch=("big", 6))))
+        await StageHarness(stage).process(critique("t", "x", 0.1, batch=("big", 6)))
     with pytest.raises(PermanentError, match=r"needs Item\.batch"):
-        await stage.process(envelope(critique("t", "y", 0.1), offset=1))
+        await StageHarness(stage).process(critique("t", "y", 0.1), offset=1)
     waiting = [
         asyncio.create_task(
-            stage.process(envelope(critique("t", f"s{i}", 0.1, batch=("short", 5)), offset=2 + i))
+            StageHarness(stage).process(
+                critique("t", f"s{i}", 0.1, batch=("short", 5)), offset=2 + i
+            )
         )
         for i in range(3)
     ]
@@ -489,7 +517,7 @@ async def test_tasks_from_a_task_source_set_the_budget_and_reach_the_gateway() -
         tasks=StaticTaskSource([strict]),
     )
     outs = [
-        await stage.process(envelope(critique("strict", f"s{i}", (i % 10) / 10), offset=i))
+        await StageHarness(stage).process(critique("strict", f"s{i}", (i % 10) / 10), offset=i)
         for i in range(20)
     ]
     requests = [o[0].value for o in outs if o[0].topic == "review_requests"]
@@ -498,19 +526,19 @@ async def test_tasks_from_a_task_source_set_the_budget_and_reach_the_gateway() -
         assert isinstance(r, review_pb2.ReviewRequest)
         assert r.task == strict and r.decision.budget_fraction == 0.5
     with pytest.raises(TaskNotFoundError):  # retryable: the task may not be published yet
-        await stage.process(envelope(critique("unknown", "u", 0.5), offset=20))
+        await StageHarness(stage).process(critique("unknown", "u", 0.5), offset=20)
 
     broken = task_pb2.Task(task_id="broken")
     broken.budget.fraction = 1.5
     stage = SamplerStage(SamplerSettings(metrics_port=0), tasks=StaticTaskSource([broken]))
     with pytest.raises(PermanentError, match="outside"):  # dead-lettered at once
-        await stage.process(envelope(critique("broken", "b", 0.5)))
+        await StageHarness(stage).process(critique("broken", "b", 0.5))
 
 
 def test_task_proto_resolves_over_defaults() -> None:
-    defaults = TaskSampling.from_settings(SamplerSettings(metrics_port=0))
+    defaults = SamplerSettings(metrics_port=0).sampling_params()
     task = task_pb2.Task(task_id="t")
-    assert TaskSampling.from_task(task, defaults) == TaskSampling(
+    assert SamplingParams.from_task(task, defaults) == SamplingParams(
         rule=defaults.rule, mode=defaults.mode, budget_fraction=defaults.budget_fraction,
         alpha_method=defaults.alpha_method, window_items=defaults.window_items,
     )  # fmt: skip
@@ -521,7 +549,7 @@ def test_task_proto_resolves_over_defaults() -> None:
     task.sampling.beta = 100.0
     task.sampling.pi_min = 0.01
     task.sampling.seed = 9
-    got = TaskSampling.from_task(task, defaults)
+    got = SamplingParams.from_task(task, defaults)
     assert (got.rule, got.mode, got.budget_fraction, got.hard_cap) == (
         Rule.EXPONENTIAL,
         "batch",

@@ -212,8 +212,8 @@ def test_restored_state_continues_exactly(rule: Rule) -> None:
     for i in range(5000):
         live.decide(f"item-{i:06d}", float(eps[i]), offset=i)
         if i == 3999:
-            old_snapshot = live.snapshot(i).SerializeToString()
-    wire = live.snapshot(4999).SerializeToString()
+            old_snapshot = live.to_proto().SerializeToString()
+    wire = live.to_proto().SerializeToString()
 
     restored = StreamingSampler.from_proto(sampling_pb2.SamplerState.FromString(wire), params)
     assert restored.committed_offset == 5000
@@ -259,22 +259,3 @@ def test_sampler_state_proto_round_trip() -> None:
         back, StreamingParams(rule=Rule.THRESHOLD, budget_fraction=0.1, sketch_bins=20)
     )
     assert other.sketch.empty and other.selected == sampler.selected
-
-
-def test_snapshot_policy() -> None:
-    params = StreamingParams(rule=Rule.THRESHOLD, budget_fraction=0.1)
-    s = StreamingSampler(params, "t", 0)
-    assert not s.snapshot_due(0, every=10, max_lag=100)  # nothing decided
-    s.decide("a", 0.5, offset=0)
-    assert s.snapshot_due(0, every=10, max_lag=100)  # a lineage's first decision always
-    s.snapshot(0)
-    for i in range(1, 10):
-        s.decide(f"i{i}", 0.1, offset=i)
-    assert not s.snapshot_due(9, every=10, max_lag=100)
-    s.decide("i10", 0.1, offset=10)
-    assert s.snapshot_due(10, every=10, max_lag=100)  # every 10 decisions
-    s.snapshot(10)
-    s.decide("late", 0.1, offset=50)
-    assert not s.snapshot_due(50, every=10, max_lag=100)
-    assert s.snapshot_due(110, every=10, max_lag=100)  # 100 offsets after the last one
-    assert s.snapshot(110).committed_offset == 111

@@ -4,6 +4,12 @@ A stage's logic is tested without a broker by feeding it envelopes the way
 the runtime would (topic, partition, offsets in order, the record key = the
 item id) and collecting what it returns. Tests build envelopes here rather
 than by hand, so a field added to :class:`Envelope` changes one place.
+
+A stage with partition hooks and changelog state also needs the runner's
+side of them: :class:`MemoryRuntime` keeps what committed transactions leave
+behind per input partition (the committed offset and the changelog map) and
+outlives the stages that use it, so a test can kill a stage and hand its
+partitions to a new one.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic
 
-from services.runtime.stage import Envelope, M, Output, Stage
+from services.runtime.stage import Envelope, M, Output, PartitionContext, Stage
 
 
 class StageHarness(Generic[M]):
@@ -71,3 +77,76 @@ class StageHarness(Generic[M]):
         for message in messages:
             out.extend(await self.process(message, **envelope))
         return out
+
+
+class MemoryRuntime:
+    """What the runner does with a stage's partition hooks and changelog, in memory.
+
+    Per input partition it keeps the committed offset and the changelog map.
+    :meth:`assign` hands a stage that map the way the runner does after
+    fencing; :meth:`commit` is one successful transaction of a prefix (the
+    prefix's own changelog outputs, then ``stage.changelog(p, k)``, then
+    ``on_committed``); :meth:`revoke` is a rebalance. Uncommitted work simply
+    never reaches :meth:`commit`.
+    """
+
+    def __init__(self, input_partitions: int = 4) -> None:
+        self.input_partitions = input_partitions
+        self.changelogs: dict[int, dict[str, bytes]] = {}
+        self.committed: dict[int, int] = {}
+        self.transactions = 0
+
+    async def assign(self, stage: Stage[Any], *partitions: int) -> None:
+        """``on_assigned`` with each partition's committed offset and changelog."""
+        for p in partitions:
+            context = PartitionContext(
+                state=dict(self.changelogs.get(p, {})), input_partitions=self.input_partitions
+            )
+            await stage.on_assigned(p, self.committed.get(p), context)
+
+    async def revoke(self, stage: Stage[Any], *partitions: int) -> None:
+        """``on_revoked``: the stage loses the partitions (their uncommitted work with them)."""
+        for p in partitions:
+            await stage.on_revoked(p)
+
+    def commit(
+        self, stage: Stage[Any], partition: int, upto: int, outputs: Iterable[Output] = ()
+    ) -> None:
+        """One transaction of ``partition``'s prefix ending at ``upto`` with ``outputs``."""
+        topic = stage.changelog_topic
+        assert topic is not None, f"stage {stage.name} has no changelog"
+        writes = [o for o in outputs if o.topic == topic]
+        writes += stage.changelog(partition, upto)
+        log = self.changelogs.setdefault(partition, {})
+        for w in writes:
+            assert w.topic == topic and w.partition == partition, w
+            log[w.key] = w.value.SerializeToString()
+        self.committed[partition] = upto + 1
+        self.transactions += 1
+        stage.on_committed(partition, upto)
+
+    async def feed(
+        self,
+        stage: Stage[M],
+        messages: Iterable[tuple[int, M]],
+        *,
+        partition: int = 0,
+        commit_every: int | None = 1,
+    ) -> list[Sequence[Output]]:
+        """Process ``(offset, message)`` in order; commit every ``commit_every``
+        records (and the rest at the end); None: commit nothing."""
+        harness = StageHarness(stage)
+        outs: list[Sequence[Output]] = []
+        batch: list[Output] = []
+        last = -1
+        for i, (offset, message) in enumerate(messages, 1):
+            out = await harness.process(message, partition=partition, offset=offset)
+            outs.append(out)
+            batch.extend(out)
+            last = offset
+            if commit_every is not None and i % commit_every == 0:
+                self.commit(stage, partition, last, batch)
+                batch = []
+        if commit_every is not None and batch:
+            self.commit(stage, partition, last, batch)
+        return outs

@@ -48,8 +48,24 @@ class SamplingConfig(_message.Message):
     seed: int
     def __init__(self, rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., mode: _Optional[_Union[_common_pb2.SamplingMode, str]] = ..., beta: _Optional[float] = ..., alpha: _Optional[float] = ..., tau: _Optional[float] = ..., pi_min: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
+class ReviewSettings(_message.Message):
+    __slots__ = ("sensitive_labels", "show_machine_label", "show_critique", "overlap_fraction", "exposure_break_after_s", "exposure_daily_cap_s")
+    SENSITIVE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    SHOW_MACHINE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SHOW_CRITIQUE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_BREAK_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_DAILY_CAP_S_FIELD_NUMBER: _ClassVar[int]
+    sensitive_labels: _containers.RepeatedScalarFieldContainer[int]
+    show_machine_label: bool
+    show_critique: bool
+    overlap_fraction: float
+    exposure_break_after_s: int
+    exposure_daily_cap_s: int
+    def __init__(self, sensitive_labels: _Optional[_Iterable[int]] = ..., show_machine_label: _Optional[bool] = ..., show_critique: _Optional[bool] = ..., overlap_fraction: _Optional[float] = ..., exposure_break_after_s: _Optional[int] = ..., exposure_daily_cap_s: _Optional[int] = ...) -> None: ...
+
 class Task(_message.Message):
-    __slots__ = ("task_id", "name", "labels", "modality", "instructions", "annotation_strategy", "critique_strategy", "annotator_model", "critic_model", "budget", "sampling", "fewshot_per_class", "created_at", "metadata")
+    __slots__ = ("task_id", "name", "labels", "modality", "instructions", "annotation_strategy", "critique_strategy", "annotator_model", "critic_model", "budget", "sampling", "fewshot_per_class", "created_at", "metadata", "review")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +87,7 @@ class Task(_message.Message):
     FEWSHOT_PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     name: str
     labels: _containers.RepeatedCompositeFieldContainer[Label]
@@ -85,4 +102,5 @@ class Task(_message.Message):
     fewshot_per_class: int
     created_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, task_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., instructions: _Optional[str] = ..., annotation_strategy: _Optional[_Union[_common_pb2.AnnotationStrategy, str]] = ..., critique_strategy: _Optional[_Union[_common_pb2.CritiqueStrategy, str]] = ..., annotator_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., critic_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., sampling: _Optional[_Union[SamplingConfig, _Mapping]] = ..., fewshot_per_class: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    review: ReviewSettings
+    def __init__(self, task_id: _Optional[str] = ..., name: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., modality: _Optional[_Union[_common_pb2.Modality, str]] = ..., instructions: _Optional[str] = ..., annotation_strategy: _Optional[_Union[_common_pb2.AnnotationStrategy, str]] = ..., critique_strategy: _Optional[_Union[_common_pb2.CritiqueStrategy, str]] = ..., annotator_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., critic_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., sampling: _Optional[_Union[SamplingConfig, _Mapping]] = ..., fewshot_per_class: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., review: _Optional[_Union[ReviewSettings, _Mapping]] = ...) -> None: ...

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from act.v1 import common_pb2, item_pb2, task_pb2
 
 from services.llm.annotator import prompts
 from services.llm.annotator.parsing import ParsedAnnotation, parse_annotation
 from services.llm.logprobs import Aligned, sequence_probability
 from services.llm.outputs import OutputParseError
-from services.llm.prompting import ask_until_parsed, choose_model, require_labels
-from services.llm.settings import LLMOptions
-from services.llm.types import ChatResponse, LLMClient
+from services.llm.prompting import LLMBackendBase, require_labels
+from services.llm.types import ChatResponse
 from services.models.base import AnnotationResult
 
 
-class LLMAnnotatorBackend:
+class LLMAnnotatorBackend(LLMBackendBase):
     """:class:`~services.models.base.AnnotatorBackend` over any :class:`LLMClient`.
 
     After unparseable output the model is asked again (``reask_attempts``
@@ -24,10 +25,6 @@ class LLMAnnotatorBackend:
     :class:`~services.runtime.retry.RetryableError` for the runtime to retry.
     """
 
-    def __init__(self, client: LLMClient, options: LLMOptions) -> None:
-        self.client = client
-        self.options = options
-
     async def annotate(
         self,
         task: task_pb2.Task,
@@ -36,41 +33,25 @@ class LLMAnnotatorBackend:
     ) -> AnnotationResult:
         """Label one item (see the class docstring for failures)."""
         n_labels = require_labels(task)
-        want_logprobs = self.options.logprobs and self.client.supports_logprobs
-        choice = choose_model(
-            task.annotator_model, self.client, self.options.temperature, self.options.top_logprobs
-        )
         reasoning = prompts.is_reasoning(strategy)
-        max_tokens = choice.max_tokens or (
-            self.options.max_tokens_cot if reasoning else self.options.max_tokens_naive
-        )
-        prompt = prompts.build(
-            task,
-            item,
-            strategy,
-            images=self.client.supports_images,
-            max_tokens=max_tokens,
-            store_dir=self.options.image_store_dir,
-        )
-        answer = await ask_until_parsed(
-            self.client,
-            prompt,
-            choice,
-            max_tokens=max_tokens,
-            top_logprobs=choice.top_logprobs if want_logprobs else 0,
-            reask_attempts=self.options.reask_attempts,
+        asked = await self.ask(
+            task.annotator_model,
+            functools.partial(prompts.build, task, item, strategy),
+            reasoning=reasoning,
+            logprobs=self.options.logprobs and self.client.supports_logprobs,
             output_format=prompts.output_format(reasoning),
             parse=lambda r: parse_annotation(r.text, n_labels, reasoning),
             what="annotation",
         )
+        answer = asked.answer
         parsed, response = answer.parsed, answer.response
         return AnnotationResult(
             label_index=parsed.label_index,
-            model=choice.model,
+            model=asked.choice.model,
             rationale=parsed.rationale,
             raw_output=response.text,
             confidence=_confidence(response, parsed, n_labels, reasoning),
-            prompt_template_sha256=prompt.template_sha256,
+            prompt_template_sha256=asked.prompt.template_sha256,
             attempts=answer.attempts,
             usage=answer.usage,
         )

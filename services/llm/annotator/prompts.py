@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
-from services.llm.datablock import DATA_RULES, data_block
+from services.llm.datablock import data_block
 from services.llm.grammar import bracketed
 from services.llm.prompting import (
     Prompt,
+    chat_prompt,
     item_fields,
-    label_list,
     modality_of,
+    prompt_template_hash,
     require_labels,
-    template_hash,
+    system_text,
 )
-from services.llm.types import Message, TextPart
+from services.llm.types import TextPart
 
 #: Bump when the wording below changes (it is part of every template hash).
 VERSION = "annotator-v1"
@@ -47,7 +48,6 @@ _COT_FORMAT = (
     "it), the second hold only the label index, for example [...your reasoning...][0] for "
     "{first_label}. Do not write anything else."
 )
-_SYSTEM = "{role}\n\n{task}\n{instructions}\nLabels (index: name):\n{labels}\n\n{rules}\n\n{format}"
 _REMINDER = {
     False: "Reply with [label_index] only.",
     True: "Reply with [reasoning][label_index] only.",
@@ -78,21 +78,19 @@ def build(
     reasoning = is_reasoning(strategy)
     modality = modality_of(task, item)
     fmt = _COT_FORMAT if reasoning else _NAIVE_FORMAT
-    instructions = f"Task description: {task.instructions.strip()}\n" if task.instructions else ""
-    system = _SYSTEM.format(
+    system = system_text(
+        task,
         role=_ROLE,
-        task=_TASK.get(modality, _TASK[common_pb2.MODALITY_TEXT]),
-        instructions=instructions,
-        labels=label_list(task),
-        rules=DATA_RULES,
-        format=fmt.format(first_label=task.labels[0].name),
+        what=_TASK.get(modality, _TASK[common_pb2.MODALITY_TEXT]),
+        output_format=fmt.format(first_label=task.labels[0].name),
     )
     reminder = _REMINDER[reasoning]
     parts = (*data_block(item_fields(item, images=images, store_dir=store_dir)), TextPart(reminder))
-    return Prompt(
-        messages=(Message.text("system", system), Message("user", parts)),
-        template_sha256=template_hash(
-            VERSION, _SYSTEM, _ROLE, _TASK.get(modality, ""), fmt, DATA_RULES, reminder, str(images)
+    return chat_prompt(
+        system,
+        parts,
+        template_sha256=prompt_template_hash(
+            VERSION, _ROLE, _TASK.get(modality, ""), fmt, reminder, images=images
         ),
         spec=bracketed("index", reasoning=reasoning, max_tokens=max_tokens, n_labels=n_labels),
         max_tokens=max_tokens,

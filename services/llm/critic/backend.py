@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from act.v1 import annotation_pb2, common_pb2, task_pb2
 
 from services.llm.critic import prompts
@@ -13,9 +15,8 @@ from services.llm.critic.scoring import (
 )
 from services.llm.logprobs import Aligned, eps_from_yes_no, perplexity, yes_no_probabilities
 from services.llm.outputs import OutputParseError
-from services.llm.prompting import ask_until_parsed, choose_model, require_labels
-from services.llm.settings import LLMOptions
-from services.llm.types import ChatResponse, LLMClient
+from services.llm.prompting import LLMBackendBase, require_labels
+from services.llm.types import ChatResponse
 from services.models.base import CritiqueResult
 from services.runtime.retry import PermanentError
 
@@ -26,7 +27,7 @@ class WhiteBoxError(OutputParseError):
     """The output parsed but its token log-probabilities cannot give eps."""
 
 
-class LLMCriticBackend:
+class LLMCriticBackend(LLMBackendBase):
     """:class:`~services.models.base.CriticBackend` over any :class:`LLMClient`.
 
     Black-box strategies read eps from the text. White-box strategies ask for
@@ -35,10 +36,6 @@ class LLMCriticBackend:
     them they fail permanently with that reason. Unparseable output is
     re-asked ``reask_attempts`` times, as in the annotator.
     """
-
-    def __init__(self, client: LLMClient, options: LLMOptions) -> None:
-        self.client = client
-        self.options = options
 
     async def critique(
         self,
@@ -59,46 +56,30 @@ class LLMCriticBackend:
                 f"{S.CritiqueStrategy.Name(strategy)} needs token logprobs, which this "
                 f"{self.client.provider} backend does not return"
             )
-        choice = choose_model(
-            task.critic_model, self.client, self.options.temperature, self.options.top_logprobs
-        )
-        max_tokens = choice.max_tokens or (
-            self.options.max_tokens_cot if spec.reasoning else self.options.max_tokens_naive
-        )
-        prompt = prompts.build(
-            task,
-            annotation,
-            strategy,
-            images=self.client.supports_images,
-            max_tokens=max_tokens,
-            store_dir=self.options.image_store_dir,
-        )
-        answer = await ask_until_parsed(
-            self.client,
-            prompt,
-            choice,
-            max_tokens=max_tokens,
-            top_logprobs=choice.top_logprobs if spec.white_box else 0,
-            reask_attempts=self.options.reask_attempts,
+        asked = await self.ask(
+            task.critic_model,
+            functools.partial(prompts.build, task, annotation, strategy),
+            reasoning=spec.reasoning,
+            logprobs=spec.white_box,
             output_format=spec.output_format,
             parse=lambda r: _score(strategy, spec, r),
             what="critique",
         )
-        result = answer.parsed
+        result = asked.answer.parsed
         return CritiqueResult(
             eps=result.eps,
-            model=choice.model,
+            model=asked.choice.model,
             rationale=result.rationale,
-            raw_output=answer.response.text,
+            raw_output=asked.answer.response.text,
             multiple_choice_level=result.multiple_choice_level,
             p_yes=result.p_yes,
             p_no=result.p_no,
             answer_token=result.answer_token,
             perplexity=result.perplexity,
             priority_score=result.priority_score,
-            prompt_template_sha256=prompt.template_sha256,
-            attempts=answer.attempts,
-            usage=answer.usage,
+            prompt_template_sha256=asked.prompt.template_sha256,
+            attempts=asked.answer.attempts,
+            usage=asked.answer.usage,
         )
 
 

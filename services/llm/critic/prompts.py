@@ -24,17 +24,18 @@ from dataclasses import dataclass
 
 from act.v1 import annotation_pb2, common_pb2, task_pb2
 
-from services.llm.datablock import DATA_RULES, DataField, data_block
+from services.llm.datablock import DataField, data_block
 from services.llm.grammar import OutputSpec, bare_yes_no, bracketed
 from services.llm.prompting import (
     Prompt,
+    chat_prompt,
     item_fields,
-    label_list,
     modality_of,
+    prompt_template_hash,
     require_labels,
-    template_hash,
+    system_text,
 )
-from services.llm.types import Message, TextPart
+from services.llm.types import TextPart
 
 #: Bump when the wording below changes (it is part of every template hash).
 VERSION = "criticizer-v1"
@@ -137,7 +138,6 @@ _TASK = {
         "labels below."
     ),
 }
-_SYSTEM = "{role}\n\n{task}\n{instructions}\nLabels (index: name):\n{labels}\n\n{rules}\n\n{format}"
 _LABEL_LINE = "Label under review: {index}: {name}"
 
 
@@ -180,14 +180,11 @@ def build(
     spec = spec_of(strategy)
     item = annotation.item
     modality = modality_of(task, item)
-    instructions = f"Task description: {task.instructions.strip()}\n" if task.instructions else ""
-    system = _SYSTEM.format(
+    system = system_text(
+        task,
         role=_ROLE,
-        task=_TASK.get(modality, _TASK[S.MODALITY_TEXT]),
-        instructions=instructions,
-        labels=label_list(task),
-        rules=DATA_RULES,
-        format=spec.instruction,
+        what=_TASK.get(modality, _TASK[S.MODALITY_TEXT]),
+        output_format=spec.instruction,
     )
     fields = item_fields(item, images=images, store_dir=store_dir)
     if strategy == S.CRITIQUE_STRATEGY_DEVILS_ADVOCATE:
@@ -197,18 +194,17 @@ def build(
     )
     reminder = f"Reply with {spec.output_format} only."
     parts = (*data_block(fields), TextPart(f"{label}\n{reminder}"))
-    return Prompt(
-        messages=(Message.text("system", system), Message("user", parts)),
-        template_sha256=template_hash(
+    return chat_prompt(
+        system,
+        parts,
+        template_sha256=prompt_template_hash(
             VERSION,
-            _SYSTEM,
             _ROLE,
             _TASK.get(modality, ""),
             spec.instruction,
-            DATA_RULES,
             _LABEL_LINE,
             reminder,
-            str(images),
+            images=images,
         ),
         spec=output_spec(spec, max_tokens),
         max_tokens=max_tokens,

@@ -6,7 +6,11 @@ Callers use one object, :class:`ReviewStore`; the modules split it by concern:
 * ``atomic``: a guarded write over several tables defined once, run as one
   statement on PostgreSQL and as one transaction on SQLite (Lease, Submit);
 * ``tasks``: task definitions; ``queue``: enqueue, lease, extend, release,
-  skip, expiry; ``reviews``: submit; ``reviewers``: accounts; ``stats``:
+  skip, expiry; ``reviews``: submit; ``undo``: taking a held submission
+  back; ``reviewers``: accounts; ``sessions``: web sessions of the reviewer
+  workspace; ``exposure``: seconds per reviewer and category, daily caps;
+  ``admin``: active leases, requeue; ``workspace``: the web workspace's
+  reads (own lease, lease context, lists, reviewed items); ``stats``:
   statistics; ``outbox``: the store side of the outbox;
 * ``rows``: the values handed out.
 
@@ -24,10 +28,14 @@ from services.review_gateway.store.rows import (
     ROLE_ADMIN,
     ROLE_REVIEWER,
     SYSTEM,
+    ActiveLeaseRow,
+    ExposureReportRow,
+    ExposureRow,
     Leased,
     OutboxRow,
     Reviewer,
     ReviewerStatsRow,
+    SessionRow,
     Submitted,
     TaskStatsRow,
 )
@@ -36,11 +44,15 @@ __all__ = [
     "ROLE_ADMIN",
     "ROLE_REVIEWER",
     "SYSTEM",
+    "ActiveLeaseRow",
+    "ExposureReportRow",
+    "ExposureRow",
     "Leased",
     "OutboxRow",
     "ReviewStore",
     "Reviewer",
     "ReviewerStatsRow",
+    "SessionRow",
     "Submitted",
     "TaskStatsRow",
     "new_id",

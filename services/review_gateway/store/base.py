@@ -115,6 +115,18 @@ class StoreCore:
                 return (await conn.execute(stmt, dict(params))).mappings().all()
         return await self._pg(stmt, params)
 
+    async def execute(self, stmt: Statement, params: Params) -> None:
+        """One single-table write without results: autocommit on PostgreSQL's fast
+        path, one write transaction on SQLite. ``stmt`` must be a module-level
+        statement with bind parameters (its compiled SQL is cached per object)."""
+        if self._hot is None:
+            async with self.tx() as conn:
+                await conn.execute(stmt, dict(params))
+            return
+        sql, constants = pg_sql(stmt)
+        async with self._hot.connection() as conn:
+            await conn.execute(sql, {**constants, **params})
+
     async def write(self, write: AtomicWrite, params: Params) -> Sequence[Row]:
         """Run a guarded write atomically; its result rows (none: the guard failed).
 

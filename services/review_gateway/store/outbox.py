@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from services.review_gateway import schema as s
 from services.review_gateway.store.base import StoreCore, audit_row, now_us, write_audit
@@ -27,12 +27,22 @@ class Outbox:
         self._core = core
 
     async def outbox_claim(self, batch: int, limit: int) -> list[OutboxRow]:
-        """Tag up to ``limit`` unsent rows (oldest first) with ``batch``; return them."""
+        """Tag up to ``limit`` unsent rows (oldest first) with ``batch``; return them.
+
+        A row held for an undo window (``available_at_us`` in the future) is
+        left alone until then. Claiming locks the rows it tags, and
+        :meth:`~.undo.Undo.undo` deletes a row only while it is untagged, so a
+        claim and an undo of the same row never both win.
+        """
+        at = now_us()
         async with self._core.tx() as conn:
             rows = (
                 await conn.execute(
                     select(_o.c.id, _o.c.topic, _o.c.key, _o.c.value)
-                    .where(_o.c.sent_at_us.is_(None))
+                    .where(
+                        _o.c.sent_at_us.is_(None),
+                        or_(_o.c.available_at_us.is_(None), _o.c.available_at_us <= at),
+                    )
                     .order_by(_o.c.id)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
@@ -84,6 +94,21 @@ class Outbox:
                     ],
                 )
         return count
+
+    async def outbox_next_available_us(self) -> int | None:
+        """When the earliest held unsent row becomes claimable (None: no row is held).
+
+        The relay may sleep until then instead of polling for held rows.
+        """
+        async with self._core.reader.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(func.min(_o.c.available_at_us)).where(
+                        _o.c.sent_at_us.is_(None), _o.c.available_at_us.is_not(None)
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if found is None else int(found)
 
     async def outbox_unsent(self) -> int:
         """Rows not yet published (a gauge and a test hook)."""

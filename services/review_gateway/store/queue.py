@@ -10,7 +10,12 @@
   transaction. A ``done`` entry is never leased.
 * **Never dropped.** A lease ends as submitted, released, skipped, expired or
   revoked; every end but ``submitted`` returns the entry to ``pending`` in the
-  same transaction (:func:`return_to_queue`).
+  same transaction (:func:`return_to_queue`). A submitted lease whose review
+  is taken back becomes ``undone`` and its entry goes from ``done`` to a fresh
+  lease of the same reviewer (:mod:`.undo`).
+* **Exposure caps.** A reviewer is not leased entries of a task category
+  (``queue.category``, the machine label) whose exposure reached the daily
+  cap today (UTC; :mod:`.exposure`).
 * **Strict leases.** Submitting, extending or skipping needs an ``active``
   lease whose deadline has not passed, checked against the clock even before
   the reaper has run (:func:`require_live`): a late call gets
@@ -22,6 +27,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from act.v1 import review_pb2
 from sqlalchemy import (
@@ -55,14 +61,32 @@ from services.review_gateway.store.base import (
 from services.review_gateway.store.rows import SYSTEM, Leased, LeaseRow, Reviewer, lease_row
 from services.review_gateway.store.tasks import Tasks
 
-_q, _t, _sk, _l = s.queue, s.tasks, s.skips, s.leases
+_q, _t, _sk, _l, _x = s.queue, s.tasks, s.skips, s.leases, s.exposure
+
+
+def utc_day(at_us: int) -> str:
+    """The UTC day ``'YYYY-MM-DD'`` of a time in microseconds (exposure is counted per day)."""
+    return datetime.fromtimestamp(at_us / 1_000_000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def machine_category(request: review_pb2.ReviewRequest) -> int | None:
+    """The suspected category of a request: its machine label (None when absent)."""
+    critique = request.decision.critique
+    if not critique.HasField("annotation"):
+        return None
+    index: int = critique.annotation.label_index
+    return index if index >= 0 else None
 
 
 def _pick(by_task: bool) -> Insert:
     """Write a lease on the best pending entry a reviewer may lease, locking the entry.
 
     Best: highest priority, then oldest, among entries whose task is known
-    (the join) and that the reviewer has not skipped. ``SKIP LOCKED``:
+    (the join), that the reviewer has not skipped, and whose category (the
+    machine label) the reviewer has not reached the daily exposure cap of on
+    ``p_day`` (an entry of unknown category is never excluded: ``NULL`` equals
+    nothing). Both exclusions are anti-joins probing a primary key or index per
+    candidate, so the plan stays the ordered scan of ``ix_queue_pick``. ``SKIP LOCKED``:
     concurrent leases take different entries instead of waiting for each
     other, and an entry another transaction has just leased fails the
     re-checked ``state = 'pending'`` and is passed over. Inserts nothing when
@@ -86,6 +110,15 @@ def _pick(by_task: bool) -> Insert:
             ~exists().where(
                 _sk.c.request_id == _q.c.request_id,
                 _sk.c.reviewer_id == bindparam("p_reviewer"),
+            )
+        )
+        .where(
+            ~exists().where(
+                _x.c.reviewer_id == bindparam("p_reviewer"),
+                _x.c.task_id == _q.c.task_id,
+                _x.c.label_index == _q.c.category,
+                _x.c.day == bindparam("p_day", type_=String),
+                _x.c.capped.is_(True),
             )
         )
         .order_by(_q.c.priority.desc(), _q.c.id)
@@ -214,6 +247,7 @@ class Queue:
                 state=s.PENDING,
                 priority=info.priority,
                 attempts=0,
+                category=machine_category(request),
                 enqueued_at_us=at,
                 updated_at_us=at,
             )
@@ -246,6 +280,7 @@ class Queue:
             "p_task": task_id,
             "p_at": at,
             "p_deadline": deadline,
+            "p_day": utc_day(at),
             "p_detail": f"deadline_us={deadline}",
         }
         rows = await self._core.write(_LEASE_TASK if task_id else _LEASE_ANY, params)

@@ -8,21 +8,30 @@ from collections.abc import Sequence
 from act.v1 import review_pb2, task_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.review_gateway.store.admin import Admin
 from services.review_gateway.store.base import StoreCore
+from services.review_gateway.store.exposure import Exposure
 from services.review_gateway.store.outbox import Outbox
 from services.review_gateway.store.queue import Queue
 from services.review_gateway.store.reviewers import Reviewers
 from services.review_gateway.store.reviews import Reviews
 from services.review_gateway.store.rows import (
+    ActiveLeaseRow,
+    ExposureReportRow,
+    ExposureRow,
     Leased,
     OutboxRow,
     Reviewer,
     ReviewerStatsRow,
+    SessionRow,
     Submitted,
     TaskStatsRow,
 )
+from services.review_gateway.store.sessions import Sessions
 from services.review_gateway.store.stats import Stats
 from services.review_gateway.store.tasks import Tasks
+from services.review_gateway.store.undo import Undo
+from services.review_gateway.store.workspace import LeaseContext, ReviewedItem, Workspace
 
 
 class ReviewStore:
@@ -41,6 +50,11 @@ class ReviewStore:
         self._reviewers = Reviewers(core)
         self._stats = Stats(core, self._reviewers)
         self._outbox = Outbox(core)
+        self._sessions = Sessions(core)
+        self._exposure = Exposure(core)
+        self._undo = Undo(core)
+        self._admin = Admin(core)
+        self._workspace = Workspace(core)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -105,10 +119,32 @@ class ReviewStore:
     # ------------------------------------------------------------- reviews
 
     async def submit(
-        self, reviewer_id: str, lease_id: str, label_index: int, idempotency_key: str
+        self,
+        reviewer_id: str,
+        lease_id: str,
+        label_index: int,
+        idempotency_key: str,
+        hold_s: float = 0.0,
     ) -> Submitted:
-        """Accept the human label of a lease, exactly once (see :mod:`.reviews`)."""
-        return await self._reviews.submit(reviewer_id, lease_id, label_index, idempotency_key)
+        """Accept the human label of a lease, exactly once (see :mod:`.reviews`);
+        ``hold_s`` keeps its FinalLabel back that long (the undo window)."""
+        return await self._reviews.submit(
+            reviewer_id, lease_id, label_index, idempotency_key, hold_s
+        )
+
+    async def undo(self, reviewer_id: str, review_id: str, lease_seconds: float) -> Leased:
+        """Take back a held review and lease its item to the reviewer again (see :mod:`.undo`)."""
+        return await self._undo.undo(reviewer_id, review_id, lease_seconds)
+
+    # --------------------------------------------------------------- admin
+
+    async def active_leases(self, task_id: str = "", *, limit: int = 1000) -> list[ActiveLeaseRow]:
+        """Active leases (of one task, or all), oldest first, with reviewer names."""
+        return await self._admin.active_leases(task_id, limit=limit)
+
+    async def requeue(self, actor: Reviewer, request_id: str) -> bool:
+        """An admin puts a leased entry back to pending (see :mod:`.admin`)."""
+        return await self._admin.requeue(actor, request_id)
 
     # ----------------------------------------------------------- reviewers
 
@@ -127,8 +163,47 @@ class ReviewStore:
         return await self._reviewers.get_reviewer(reviewer_id)
 
     async def disable_reviewer(self, reviewer_id: str, actor: str, reason: str) -> int:
-        """Disable a reviewer and revoke its active leases; returns how many."""
+        """Disable a reviewer, revoke its active leases (returns how many) and its
+        web sessions, in one transaction."""
         return await self._reviewers.disable_reviewer(reviewer_id, actor, reason)
+
+    # ------------------------------------------------------------ sessions
+
+    async def create_session(self, reviewer_id: str, ttl_s: float) -> tuple[str, str, int]:
+        """Log in: ``(session_token, csrf_token, expires_at_us)`` (see :mod:`.sessions`)."""
+        return await self._sessions.create_session(reviewer_id, ttl_s)
+
+    async def session(self, session_token: str) -> SessionRow | None:
+        """The live session of a cookie, or None (unknown, revoked, expired, reviewer disabled)."""
+        return await self._sessions.session(session_token)
+
+    async def revoke_session(self, session_token: str) -> bool:
+        """Log out; True when a live session was revoked."""
+        return await self._sessions.revoke_session(session_token)
+
+    # ------------------------------------------------------------ exposure
+
+    async def record_exposure(
+        self,
+        reviewer_id: str,
+        task_id: str,
+        label_index: int,
+        seconds: float,
+        daily_cap_s: float,
+        at_us: int | None = None,
+    ) -> ExposureRow:
+        """Add seconds of exposure to a category today (UTC) (see :mod:`.exposure`)."""
+        return await self._exposure.record_exposure(
+            reviewer_id, task_id, label_index, seconds, daily_cap_s, at_us
+        )
+
+    async def exposure_today(self, reviewer_id: str, at_us: int | None = None) -> list[ExposureRow]:
+        """The reviewer's exposure per task and category today (UTC)."""
+        return await self._exposure.exposure_today(reviewer_id, at_us)
+
+    async def exposure_report(self, day: str) -> list[ExposureReportRow]:
+        """Every reviewer's exposure per task and category on ``day`` ('YYYY-MM-DD')."""
+        return await self._exposure.exposure_report(day)
 
     # ---------------------------------------------------------- statistics
 
@@ -139,6 +214,38 @@ class ReviewStore:
     async def reviewer_stats(self, reviewer_id: str) -> ReviewerStatsRow:
         """Statistics of one reviewer; NotFound for an unknown id."""
         return await self._stats.reviewer_stats(reviewer_id)
+
+    # ----------------------------------------------------------- workspace
+
+    async def own_active_lease(self, reviewer_id: str) -> Leased | None:
+        """The reviewer's oldest live lease (resumed after a reload or a lost answer)."""
+        return await self._workspace.own_active_lease(reviewer_id)
+
+    async def lease_context(self, lease_id: str) -> LeaseContext | None:
+        """A lease, its request and its task; None for an unknown lease."""
+        return await self._workspace.lease_context(lease_id)
+
+    async def list_reviewers(self) -> list[Reviewer]:
+        """Every reviewer account, newest first."""
+        return await self._workspace.list_reviewers()
+
+    async def list_task_ids(self) -> list[str]:
+        """Ids of the tasks the gateway knows."""
+        return await self._workspace.list_task_ids()
+
+    async def reviewed_items(self, task_id: str, limit: int = 5000) -> list[ReviewedItem]:
+        """The latest ``limit`` reviews of a task with the machine's label, eps and pi."""
+        return await self._workspace.reviewed_items(task_id, limit)
+
+    async def count_reviews(self, task_id: str) -> int:
+        """Human reviews of a task so far."""
+        return await self._workspace.count_reviews(task_id)
+
+    async def audit(
+        self, actor: str, action: str, request_id: str | None, lease_id: str | None, detail: str
+    ) -> None:
+        """One audit row (ids and flags only, never content)."""
+        await self._workspace.audit(actor, action, request_id, lease_id, detail)
 
     # -------------------------------------------------------------- outbox
 
@@ -153,6 +260,10 @@ class ReviewStore:
     async def outbox_mark_batch_sent(self, batch: int) -> int:
         """Recovery: mark every unsent row tagged ``batch`` as sent; returns how many."""
         return await self._outbox.outbox_mark_batch_sent(batch)
+
+    async def outbox_next_available_us(self) -> int | None:
+        """When the earliest held unsent row becomes claimable (None: none is held)."""
+        return await self._outbox.outbox_next_available_us()
 
     async def outbox_unsent(self) -> int:
         """Rows not yet published (a gauge and a test hook)."""

@@ -1,4 +1,5 @@
-"""Reviewer accounts: creation, token lookup, disabling (which revokes their leases)."""
+"""Reviewer accounts: creation, token lookup, disabling (which revokes their leases
+and their web sessions)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from services.review_gateway.errors import NotFound
 from services.review_gateway.store.base import StoreCore, audit_row, new_id, now_us, write_audit
 from services.review_gateway.store.queue import return_to_queue
 from services.review_gateway.store.rows import Reviewer, lease_row, reviewer_row
+from services.review_gateway.store.sessions import revoke_reviewer_sessions
 
 
 class Reviewers:
@@ -68,7 +70,8 @@ class Reviewers:
         return None if row is None else reviewer_row(row)
 
     async def disable_reviewer(self, reviewer_id: str, actor: str, reason: str) -> int:
-        """Disable a reviewer and revoke its active leases; returns how many."""
+        """Disable a reviewer, revoke its active leases (returns how many) and its
+        web sessions, in one transaction."""
         at = now_us()
         async with self._core.tx() as conn:
             found = (
@@ -100,5 +103,7 @@ class Reviewers:
             ]
             audit += [audit_row(at, actor, "revoked", r.request_id, r.lease_id) for r in revoked]
             await write_audit(conn, audit)
+            # Logged out everywhere in the same transaction.
+            await revoke_reviewer_sessions(conn, reviewer_id, actor, at)
         self._core.notify_queue()
         return len(revoked)

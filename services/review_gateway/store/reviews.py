@@ -5,10 +5,11 @@ review of this lease or with this idempotency key), checks it (owner, earlier
 review, label, liveness), then makes one atomic write (:mod:`.atomic`, one
 statement on PostgreSQL): guarded by the lease still being the caller's,
 active and before its deadline, it ends the lease, writes the review,
-completes the queue entry, puts the FinalLabel into the outbox and writes the
-audit row. If the guard fails, the lease ended between the read and the write
-(a concurrent submission, the reaper, a release), for good: the read is
-repeated and answers.
+completes the queue entry, puts the FinalLabel into the outbox (held until
+``available_at_us`` when the submission asks for an undo window, ``hold_s``;
+see :mod:`.undo`) and writes the audit row. If the guard fails, the lease
+ended between the read and the write (a concurrent submission, the reaper, a
+release), for good: the read is repeated and answers.
 
 ``reviews.request_id``, ``reviews.lease_id`` and ``reviews.idempotency_key``
 are unique, so a retried or concurrent submission cannot make a second review
@@ -20,6 +21,7 @@ runs again and answers like a retry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +56,9 @@ from services.review_gateway.store.queue import require_live
 from services.review_gateway.store.rows import Submitted, lease_row
 
 _l, _q, _t, _r = s.leases, s.queue, s.tasks, s.reviews
+
+#: The outbox topic id of FinalLabels.
+LABELS_TOPIC = "labels"
 
 # The lease, its entry and task, and any earlier review of this lease and any
 # with this key (two joins, each an index lookup). Outer joins: a lease whose
@@ -137,12 +142,13 @@ def _submit_steps(lease: FromClause) -> list[Insert | Update]:
         .values(state=s.DONE, lease_deadline_us=None, updated_at_us=bindparam("p_at"))
     )
     label = insert(s.outbox).from_select(
-        ["topic", "key", "value", "created_at_us"],
+        ["topic", "key", "value", "created_at_us", "available_at_us"],
         select(
-            literal("labels", String),
+            literal(LABELS_TOPIC, String),
             bindparam("p_item", type_=String),
             bindparam("p_value", type_=LargeBinary),
             bindparam("p_at", type_=BigInteger),
+            bindparam("p_available", type_=BigInteger),
         ).select_from(lease),
     )
     audit = insert(s.audit_log).from_select(
@@ -182,7 +188,12 @@ def _earlier(row: Mapping[str, Any], lease_id: str, label_index: int) -> Submitt
 
 
 def _checked(
-    rows: Sequence[Mapping[str, Any]], reviewer_id: str, lease_id: str, label_index: int, key: str
+    rows: Sequence[Mapping[str, Any]],
+    reviewer_id: str,
+    lease_id: str,
+    label_index: int,
+    key: str,
+    hold_s: float,
 ) -> Submitted | dict[str, Any]:
     """Check a submission against the read lease: an earlier submission's
     answer, a refusal (raised), or the parameters of the write."""
@@ -224,6 +235,8 @@ def _checked(
         "p_item": lbl.request_item(request).item_id,
         "p_label": label_index,
         "p_value": final.SerializeToString(),
+        # The undo window: the relay leaves the FinalLabel alone until then.
+        "p_available": at + int(hold_s * 1_000_000) if hold_s > 0 else None,
         "p_detail": f"review_id={review_id} label_index={label_index}",
     }
 
@@ -235,27 +248,39 @@ class Reviews:
         self._core = core
 
     async def submit(
-        self, reviewer_id: str, lease_id: str, label_index: int, idempotency_key: str
+        self,
+        reviewer_id: str,
+        lease_id: str,
+        label_index: int,
+        idempotency_key: str,
+        hold_s: float = 0.0,
     ) -> Submitted:
-        """Accept the human label of a lease, exactly once (see the module doc)."""
+        """Accept the human label of a lease, exactly once (see the module doc).
+
+        ``hold_s > 0`` keeps the FinalLabel from the relay for that long (its
+        outbox row's ``available_at_us``), the window in which
+        :meth:`~.undo.Undo.undo` can take the review back; 0 publishes at once.
+        """
+        if not math.isfinite(hold_s) or hold_s < 0:
+            raise InvalidArgument("hold_s must be a finite number >= 0")
         key = idempotency_key or f"lease:{lease_id}"
         try:
-            return await self._submit(reviewer_id, lease_id, label_index, key)
+            return await self._submit(reviewer_id, lease_id, label_index, key, hold_s)
         except INTEGRITY_ERRORS:
             # A concurrent submission with the same key (another lease) won
             # the race; answer like a retry would be.
             return await self._core.retrying(
-                3, self._submit, reviewer_id, lease_id, label_index, key
+                3, self._submit, reviewer_id, lease_id, label_index, key, hold_s
             )
 
     async def _submit(
-        self, reviewer_id: str, lease_id: str, label_index: int, key: str
+        self, reviewer_id: str, lease_id: str, label_index: int, key: str, hold_s: float
     ) -> Submitted:
         # A lost race (the lease ended between the read and the write) ends it
         # for good, so the second read answers (duplicate, expired, ...).
         for _ in range(2):
             rows = await self._core.read(_READ_LEASE, {"p_lease": lease_id, "p_key": key})
-            checked = _checked(rows, reviewer_id, lease_id, label_index, key)
+            checked = _checked(rows, reviewer_id, lease_id, label_index, key, hold_s)
             if isinstance(checked, Submitted):
                 return checked
             if await self._core.write(_SUBMIT, checked):

@@ -88,6 +88,53 @@ class ReviewerStatsRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionRow:
+    """A live web session: whose it is and the CSRF token its forms must echo."""
+
+    reviewer: Reviewer
+    csrf_token: str
+    expires_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureRow:
+    """A reviewer's exposure to one category (machine label) of a task on one UTC day."""
+
+    reviewer_id: str
+    task_id: str
+    label_index: int
+    day: str
+    seconds_today: float
+    capped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureReportRow:
+    """One line of the admin exposure report: a reviewer and a category on a day."""
+
+    reviewer_id: str
+    reviewer_name: str
+    task_id: str
+    label_index: int
+    seconds: float
+    capped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveLeaseRow:
+    """An active lease as the admin page lists it (for a forced release)."""
+
+    lease_id: str
+    request_id: str
+    task_id: str
+    item_id: str
+    reviewer_id: str
+    reviewer_name: str
+    leased_at_us: int
+    deadline_us: int
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRow:
     """A ``leases`` row as the store's checks read it."""
 

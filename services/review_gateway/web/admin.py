@@ -1,0 +1,202 @@
+"""The admin page: queue, budget, reviewers, critic calibration, exposure, leases.
+
+Server-rendered (no script needed to read it; ``admin.js`` only refreshes it);
+every action is a CSRF-checked form post that needs the admin role, the same
+rule the gRPC admin RPCs follow (:mod:`..ops`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from services.core.calibration import (
+    CalibrationBin,
+    calibration_bins,
+    expected_calibration_error,
+)
+from services.review_gateway.auth import require_admin
+from services.review_gateway.errors import GatewayError
+from services.review_gateway.ops import check_id
+from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER
+from services.review_gateway.web.context import WebContext, WebUser
+
+log = structlog.get_logger(__name__)
+
+CHART_W, CHART_H, PAD = 240, 240, 28
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPanel:
+    """One task's row and chart on the admin page."""
+
+    task_id: str
+    name: str
+    pending: int
+    leased: int
+    expired: int
+    completed: int
+    skipped: int
+    budget: int
+    disagreement: float | None
+    ece: float | None
+    points: list[dict[str, float]]
+    label_names: dict[int, str]
+
+
+def chart_points(bins: list[CalibrationBin]) -> list[dict[str, float]]:
+    """SVG coordinates of the calibration points (x = mean eps, y = error rate)."""
+    span_w, span_h = CHART_W - 2 * PAD, CHART_H - 2 * PAD
+    return [
+        {
+            "x": round(PAD + b.mean_eps * span_w, 1),
+            "y": round(CHART_H - PAD - b.error_rate * span_h, 1),
+            "r": round(min(9.0, 2.5 + b.count**0.5 / 3), 1),
+            "eps": round(b.mean_eps, 3),
+            "rate": round(b.error_rate, 3),
+            "n": b.count,
+        }
+        for b in bins
+    ]
+
+
+class AdminRoutes:
+    """Handlers of the admin page and its actions."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    async def _admin(self, request: Request, form_csrf: str | None = None) -> WebUser:
+        if form_csrf is None:
+            user = await self.ctx.user(request)
+        else:
+            user = await self.ctx.acting_user(request, form_csrf)
+        require_admin(user.reviewer)
+        return user
+
+    async def page(self, request: Request) -> Response:
+        """The admin page (a reviewer without the admin role is sent to its own page)."""
+        try:
+            user = await self._admin(request)
+        except GatewayError as exc:
+            if exc.code.name == "PERMISSION_DENIED":
+                return RedirectResponse("/review", status_code=303)
+            return RedirectResponse("/login", status_code=303)
+        return await self._render(request, user, notice={})
+
+    async def _render(
+        self, request: Request, user: WebUser, notice: dict[str, Any], status: int = 200
+    ) -> Response:
+        store = self.ctx.store
+        panels = [await self._panel(task_id) for task_id in await store.list_task_ids()]
+        reviewers = []
+        for reviewer in await store.list_reviewers():
+            stats = await store.reviewer_stats(reviewer.id)
+            reviewers.append(stats)
+        day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+        exposure = await store.exposure_report(day)
+        leases = await store.active_leases("")
+        return self.ctx.templates.TemplateResponse(
+            request,
+            "admin.html",
+            {
+                "user": user.reviewer,
+                "csrf": user.csrf_token,
+                "panels": panels,
+                "reviewers": reviewers,
+                "exposure": exposure,
+                "names": {p.task_id: p.label_names for p in panels},
+                "leases": leases,
+                "day": day,
+                "notice": notice,
+                "chart": {"w": CHART_W, "h": CHART_H, "pad": PAD},
+                "roles": (ROLE_REVIEWER, ROLE_ADMIN),
+            },
+            status_code=status,
+        )
+
+    async def _panel(self, task_id: str) -> TaskPanel:
+        store = self.ctx.store
+        stats = await store.task_stats(task_id)
+        task = await store.get_task(task_id)
+        reviewed = await store.reviewed_items(task_id)
+        disagreement = ece = None
+        points: list[dict[str, float]] = []
+        if reviewed:
+            errors = [r.human_label != r.machine_label for r in reviewed]
+            disagreement = sum(errors) / len(errors)
+            bins = calibration_bins(
+                [r.eps for r in reviewed], errors, [max(r.pi, 1e-6) for r in reviewed]
+            )
+            ece = expected_calibration_error(bins)
+            points = chart_points(bins)
+        return TaskPanel(
+            task_id=task_id,
+            name=(task.name if task is not None and task.name else task_id),
+            pending=stats.pending,
+            leased=stats.leased,
+            expired=stats.expired,
+            completed=stats.completed,
+            skipped=stats.skipped,
+            budget=int(task.budget.hard_cap) if task is not None else 0,
+            disagreement=disagreement,
+            ece=ece,
+            points=points,
+            label_names={lb.index: lb.name for lb in task.labels} if task is not None else {},
+        )
+
+    async def create_reviewer(self, request: Request) -> Response:
+        """Create a reviewer; its token is shown once, in this response only."""
+        form = await request.form()
+        try:
+            user = await self._admin(request, str(form.get("csrf", "")))
+            role = str(form.get("role", ROLE_REVIEWER))
+            reviewer, token = await self.ctx.ops.create_reviewer(
+                user.reviewer, str(form.get("name", "")), role
+            )
+        except GatewayError as exc:
+            return await self._refused(request, exc)
+        notice = {"token": token, "name": reviewer.name, "id": reviewer.id}
+        return await self._render(request, user, notice, status=201)
+
+    async def disable_reviewer(self, request: Request) -> Response:
+        """Disable a reviewer: its token and web sessions stop working, leases go back."""
+        form = await request.form()
+        try:
+            user = await self._admin(request, str(form.get("csrf", "")))
+            reviewer_id = request.path_params["reviewer_id"]
+            await self.ctx.ops.disable_reviewer(
+                user.reviewer, reviewer_id, str(form.get("reason", ""))
+            )
+            self.ctx.forget_reviewer(reviewer_id)
+        except GatewayError as exc:
+            return await self._refused(request, exc)
+        return RedirectResponse("/admin", status_code=303)
+
+    async def release_lease(self, request: Request) -> Response:
+        """Force-release a lease: the item is pending again at once."""
+        form = await request.form()
+        try:
+            user = await self._admin(request, str(form.get("csrf", "")))
+            lease_id = request.path_params["lease_id"]
+            check_id("lease_id", lease_id)
+            await self.ctx.ops.release(user.reviewer, lease_id)
+        except GatewayError as exc:
+            return await self._refused(request, exc)
+        log.info("web_force_release", lease_id=lease_id, actor=user.reviewer.id)
+        return RedirectResponse("/admin", status_code=303)
+
+    async def _refused(self, request: Request, exc: GatewayError) -> Response:
+        status = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404}.get(
+            exc.code.name, 400
+        )
+        try:
+            user = await self._admin(request)
+        except GatewayError:
+            return Response(str(exc), status_code=status, media_type="text/plain")
+        return await self._render(request, user, {"error": str(exc)}, status=status)
