@@ -62,6 +62,15 @@ def validate_request(request: review_pb2.ReviewRequest) -> RequestInfo:
     )
 
 
+def machine_label(request: review_pb2.ReviewRequest) -> int | None:
+    """The annotator's label of a request's item, its suspected category (None when absent)."""
+    critique = request.decision.critique
+    if not critique.HasField("annotation"):
+        return None
+    index: int = critique.annotation.label_index
+    return index if index >= 0 else None
+
+
 def check_label(task: task_pb2.Task, label_index: int) -> None:
     """Raise ValueError unless ``label_index`` indexes ``task.labels``."""
     if not 0 <= label_index < len(task.labels):

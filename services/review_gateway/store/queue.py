@@ -69,15 +69,6 @@ def utc_day(at_us: int) -> str:
     return datetime.fromtimestamp(at_us / 1_000_000, tz=UTC).strftime("%Y-%m-%d")
 
 
-def machine_category(request: review_pb2.ReviewRequest) -> int | None:
-    """The suspected category of a request: its machine label (None when absent)."""
-    critique = request.decision.critique
-    if not critique.HasField("annotation"):
-        return None
-    index: int = critique.annotation.label_index
-    return index if index >= 0 else None
-
-
 def _pick(by_task: bool) -> Insert:
     """Write a lease on the best pending entry a reviewer may lease, locking the entry.
 
@@ -247,7 +238,7 @@ class Queue:
                 state=s.PENDING,
                 priority=info.priority,
                 attempts=0,
-                category=machine_category(request),
+                category=lbl.machine_label(request),
                 enqueued_at_us=at,
                 updated_at_us=at,
             )

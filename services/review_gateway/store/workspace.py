@@ -15,6 +15,7 @@ from act.v1 import review_pb2
 from sqlalchemy import BigInteger, String, bindparam, func, insert, select
 
 from services.review_gateway import schema as s
+from services.review_gateway.labels import machine_label
 from services.review_gateway.store.base import StoreCore, now_us
 from services.review_gateway.store.rows import Leased, Reviewer, reviewer_row
 
@@ -165,13 +166,15 @@ class Workspace:
             rows = (await conn.execute(stmt)).mappings().all()
         items = []
         for row in rows:
-            decision = review_pb2.ReviewRequest.FromString(bytes(row["request"])).decision
+            request = review_pb2.ReviewRequest.FromString(bytes(row["request"]))
+            decision = request.decision
+            machine = machine_label(request)
             items.append(
                 ReviewedItem(
                     task_id=row["task_id"],
                     reviewer_id=row["reviewer_id"],
                     human_label=int(row["label_index"]),
-                    machine_label=int(decision.critique.annotation.label_index),
+                    machine_label=machine if machine is not None else 0,
                     eps=float(decision.eps),
                     pi=float(decision.pi),
                     seconds=max(0.0, (row["submitted_at_us"] - row["leased_at_us"]) / 1e6),

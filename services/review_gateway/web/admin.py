@@ -24,7 +24,7 @@ from services.review_gateway.auth import require_admin
 from services.review_gateway.errors import GatewayError
 from services.review_gateway.ops import check_id
 from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER
-from services.review_gateway.web.context import WebContext, WebUser
+from services.review_gateway.web.context import WebContext, WebUser, http_status
 
 log = structlog.get_logger(__name__)
 
@@ -192,9 +192,7 @@ class AdminRoutes:
         return RedirectResponse("/admin", status_code=303)
 
     async def _refused(self, request: Request, exc: GatewayError) -> Response:
-        status = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404}.get(
-            exc.code.name, 400
-        )
+        status = http_status(exc)
         try:
             user = await self._admin(request)
         except GatewayError:

@@ -102,11 +102,17 @@ class WebContext:
         return user
 
 
+def http_status(exc: GatewayError) -> int:
+    """The HTTP status of a refused operation (its gRPC status, translated)."""
+    return _HTTP_STATUS.get(exc.code.name, 500)
+
+
 def error_response(exc: Exception) -> Response:
     """A JSON error for a refused or failed API call (no item content in it)."""
     if isinstance(exc, GatewayError):
-        status = _HTTP_STATUS.get(exc.code.name, 500)
-        return JSONResponse({"error": str(exc), "code": exc.code.name}, status_code=status)
+        return JSONResponse(
+            {"error": str(exc), "code": exc.code.name}, status_code=http_status(exc)
+        )
     if is_unavailable(exc):
         return JSONResponse({"error": "database unavailable, retry", "code": "UNAVAILABLE"}, 503)
     return JSONResponse({"error": "internal error", "code": "INTERNAL"}, status_code=500)

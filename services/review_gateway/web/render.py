@@ -28,7 +28,7 @@ from typing import Any
 
 from act.v1 import item_pb2
 
-from services.review_gateway.labels import request_item
+from services.review_gateway.labels import label_name, machine_label, request_item
 from services.review_gateway.ops import LeaseView
 from services.review_gateway.policy import ReviewPolicy
 
@@ -67,21 +67,10 @@ def mask_segments(text: str, threshold: float = MASK_THRESHOLD) -> list[dict[str
     return segments
 
 
-def machine_label(view: LeaseView) -> int | None:
-    """The annotator's label of the leased item (None when the request lacks it)."""
-    decision = view.request.decision
-    if not decision.HasField("critique") or not decision.critique.HasField("annotation"):
-        return None
-    return int(decision.critique.annotation.label_index)
-
-
 def _label_name(view: LeaseView, index: int | None) -> str:
     if index is None:
         return ""
-    for label in view.task.labels:
-        if label.index == index:
-            return str(label.name)
-    return str(index)
+    return label_name(view.task, index) or str(index)
 
 
 def _kind(item: item_pb2.Item) -> str:
@@ -94,7 +83,7 @@ def _kind(item: item_pb2.Item) -> str:
 def lease_json(view: LeaseView, policy: ReviewPolicy, blur_px: int) -> tuple[dict[str, Any], str]:
     """The page's view of a lease, and the audit detail of what it shows."""
     item = request_item(view.request)
-    category = machine_label(view)
+    category = machine_label(view.request)
     sensitive = category is not None and policy.is_sensitive(category)
     kind = _kind(item)
     text = item.text

@@ -30,7 +30,7 @@ from services.review_gateway.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.review_gateway.labels import request_item
+from services.review_gateway.labels import machine_label, request_item
 from services.review_gateway.ops import check_id
 from services.review_gateway.policy import ReviewPolicy
 from services.review_gateway.store import Leased
@@ -314,8 +314,8 @@ class ReviewerRoutes:
         task = task_pb2.Task.FromString(lease.task)
         policy = self.policy(task, lease.task)
         request = review_pb2.ReviewRequest.FromString(lease.request)
-        category = request.decision.critique.annotation.label_index
-        if not policy.is_sensitive(category):
+        category = machine_label(request)
+        if category is None or not policy.is_sensitive(category):
             return {"counted": False, "break_due": False, "capped": False}
         row = await self.ctx.store.record_exposure(
             user.reviewer.id, lease.task_id, category, float(seconds), policy.daily_cap_s
