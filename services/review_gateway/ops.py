@@ -31,6 +31,8 @@ from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.store import (
     ROLE_ADMIN,
     ROLE_REVIEWER,
+    Adjudicated,
+    DisputeRow,
     Leased,
     Reviewer,
     ReviewerStatsRow,
@@ -188,6 +190,28 @@ class ReviewOps:
             raise InvalidArgument("unknown reason_code")
         await self.store.skip(caller.id, lease_id, reason_code, reason)
 
+    # -------------------------------------------------------- adjudication
+
+    async def disputes(self, caller: Reviewer, task_id: str = "") -> list[DisputeRow]:
+        """Admins: items whose two reviews disagree, waiting for a decision."""
+        require_admin(caller)
+        check_id("task_id", task_id, required=False)
+        return await self.store.disputes(task_id)
+
+    async def adjudicate(self, caller: Reviewer, request_id: str, label_index: int) -> Adjudicated:
+        """Admins: decide a disputed item's label; its one FinalLabel goes out."""
+        require_admin(caller)
+        check_id("request_id", request_id)
+        result = await self.store.adjudicate(caller, request_id, label_index)
+        log.info(
+            "adjudicated",
+            request_id=request_id,
+            adjudication_id=result.adjudication_id,
+            duplicate=result.duplicate,
+            actor=caller.id,
+        )
+        return result
+
     # ------------------------------------------------------------ statistics
 
     async def task_stats(self, caller: Reviewer, task_id: str) -> TaskStatsRow:
@@ -204,7 +228,7 @@ class ReviewOps:
             raise PermissionDenied("only admins read other reviewers' statistics")
         if target == BOOTSTRAP_ADMIN_ID and caller.id == BOOTSTRAP_ADMIN_ID:
             # The bootstrap admin has no row: it reviews nothing.
-            return ReviewerStatsRow(caller, 0, 0, 0, 0, 0.0, None)
+            return ReviewerStatsRow(caller, 0, 0, 0, 0, 0.0, None, 0)
         return await self.store.reviewer_stats(target)
 
     # ------------------------------------------------------------- reviewers
@@ -231,3 +255,14 @@ class ReviewOps:
         self.auth.forget(reviewer_id)
         log.info("reviewer_disabled", reviewer_id=reviewer_id, revoked=revoked, actor=caller.id)
         return revoked
+
+    async def set_reviewer_blur(
+        self, caller: Reviewer, reviewer_id: str, blur_px: int | None
+    ) -> Reviewer:
+        """Admins: a reviewer's image blur in CSS pixels (None: the server default)."""
+        require_admin(caller)
+        check_id("reviewer_id", reviewer_id)
+        reviewer = await self.store.set_blur(caller, reviewer_id, blur_px)
+        self.auth.forget(reviewer_id)
+        log.info("reviewer_blur_set", reviewer_id=reviewer_id, blur_px=blur_px, actor=caller.id)
+        return reviewer

@@ -16,6 +16,7 @@ limits.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -26,6 +27,23 @@ DEFAULT_BREAK_AFTER_S = 1200
 DEFAULT_DAILY_CAP_S = 7200
 #: The exposure limits count seconds within one UTC day: larger values mean nothing.
 MAX_EXPOSURE_S = 86_400
+
+
+def overlap_selected(task_id: str, item_id: str, fraction: float) -> bool:
+    """Whether an item of a task goes to a second reviewer (the task's overlap share).
+
+    Deterministic, so every replica and every retry decides alike, and
+    independent of arrival order and of the item's content: the first 8 bytes
+    of SHA-256 over ``task_id``, NUL, ``item_id`` as a number in [0, 1) are
+    compared with ``fraction``. The share of selected items converges to
+    ``fraction`` (SHA-256 output is uniform for distinct inputs).
+    """
+    if fraction <= 0.0:
+        return False
+    if fraction >= 1.0:
+        return True
+    digest = hashlib.sha256(f"{task_id}\x00{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def validate_review_settings(task: task_pb2.Task) -> list[str]:

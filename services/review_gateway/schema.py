@@ -41,6 +41,8 @@ IdType = BigInteger().with_variant(Integer(), "sqlite")
 PENDING = "pending"
 LEASED = "leased"
 DONE = "done"
+#: An item whose two reviews disagree, waiting for an admin's adjudication.
+DISPUTED = "disputed"
 
 # Lease states.
 ACTIVE = "active"
@@ -63,6 +65,8 @@ reviewers = Table(
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     Column("created_at_us", BigInteger, nullable=False),
     Column("disabled_at_us", BigInteger),
+    # Image blur of this reviewer in CSS pixels; NULL: the server default.
+    Column("blur_px", Integer),
 )
 
 tasks = Table(
@@ -84,7 +88,7 @@ queue = Table(
     Column("item_id", String(200), nullable=False),
     # act.v1.ReviewRequest bytes, as consumed.
     Column("request", LargeBinary, nullable=False),
-    Column("state", String(16), nullable=False),  # pending | leased | done
+    Column("state", String(16), nullable=False),  # pending | leased | done | disputed
     Column("priority", Integer, nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("lease_id", String(64)),
@@ -122,7 +126,7 @@ reviews = Table(
     "reviews",
     metadata,
     Column("review_id", String(64), primary_key=True),
-    Column("request_id", String(200), nullable=False, unique=True),
+    Column("request_id", String(200), nullable=False),
     Column("lease_id", String(64), nullable=False, unique=True),
     Column("idempotency_key", String(200), nullable=False, unique=True),
     Column("task_id", String(200), nullable=False),
@@ -131,8 +135,25 @@ reviews = Table(
     Column("label_index", Integer, nullable=False),
     Column("leased_at_us", BigInteger, nullable=False),
     Column("submitted_at_us", BigInteger, nullable=False),
+    # 1: the item's first review; 2: the second reviewer's (the task's overlap).
+    Column("round", Integer, nullable=False, server_default=text("1")),
+    UniqueConstraint("request_id", "round"),
     Index("ix_reviews_task_label", "task_id", "label_index"),
     Index("ix_reviews_reviewer_submitted", "reviewer_id", "submitted_at_us"),
+)
+
+adjudications = Table(
+    "adjudications",
+    metadata,
+    # An admin's label for an item whose two reviews disagreed; at most one
+    # per request, and the source of that item's FinalLabel.
+    Column("request_id", String(200), primary_key=True),
+    Column("adjudication_id", String(64), nullable=False, unique=True),
+    Column("task_id", String(200), nullable=False, index=True),
+    Column("item_id", String(200), nullable=False),
+    Column("admin_id", String(64), nullable=False),
+    Column("label_index", Integer, nullable=False),
+    Column("at_us", BigInteger, nullable=False),
 )
 
 skips = Table(
@@ -181,7 +202,7 @@ audit_log = Table(
     Column("actor", String(64), nullable=False),  # reviewer id, "admin", "system"
     # enqueued | leased | submitted | released | skipped | expired | revoked | extended |
     # reviewer_created | reviewer_disabled | published | undone | requeued |
-    # session_created | session_revoked
+    # session_created | session_revoked | adjudicated | blur_set
     Column("action", String(32), nullable=False),
     Column("request_id", String(200)),
     Column("lease_id", String(64)),

@@ -123,7 +123,10 @@ class GatewaySettings(StageSettings):
         description="How long a web submission can be undone (its FinalLabel waits as long).",
     )
     web_blur_px: int = Field(
-        18, ge=0, le=64, description="Default blur of sensitive images, in CSS pixels."
+        18,
+        ge=2,
+        le=60,
+        description="Default image blur, in CSS pixels (images always start blurred).",
     )
     web_login_attempts_per_minute: int = Field(
         10, ge=1, description="Login attempts per client address and minute (per replica)."

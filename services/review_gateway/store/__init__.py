@@ -9,7 +9,8 @@ Callers use one object, :class:`ReviewStore`; the modules split it by concern:
   skip, expiry; ``reviews``: submit; ``undo``: taking a held submission
   back; ``reviewers``: accounts; ``sessions``: web sessions of the reviewer
   workspace; ``exposure``: seconds per reviewer and category, daily caps;
-  ``admin``: active leases, requeue; ``workspace``: the web workspace's
+  ``admin``: active leases, requeue; ``adjudication``: disputed items of
+  the overlap share, the admin's decision, review pairs; ``workspace``: the web workspace's
   reads (own lease, lease context, lists, reviewed items); ``stats``:
   statistics; ``outbox``: the store side of the outbox;
 * ``rows``: the values handed out.
@@ -25,30 +26,44 @@ the ``queue`` and ``reviews`` modules.
 from services.review_gateway.store.base import new_id, now_us
 from services.review_gateway.store.review_store import ReviewStore
 from services.review_gateway.store.rows import (
+    OUTCOME_DISPUTED,
+    OUTCOME_FINAL,
+    OUTCOME_SECOND,
     ROLE_ADMIN,
     ROLE_REVIEWER,
     SYSTEM,
     ActiveLeaseRow,
+    Adjudicated,
+    DisputeReview,
+    DisputeRow,
     ExposureReportRow,
     ExposureRow,
     Leased,
     OutboxRow,
     Reviewer,
     ReviewerStatsRow,
+    ReviewPair,
     SessionRow,
     Submitted,
     TaskStatsRow,
 )
 
 __all__ = [
+    "OUTCOME_DISPUTED",
+    "OUTCOME_FINAL",
+    "OUTCOME_SECOND",
     "ROLE_ADMIN",
     "ROLE_REVIEWER",
     "SYSTEM",
     "ActiveLeaseRow",
+    "Adjudicated",
+    "DisputeReview",
+    "DisputeRow",
     "ExposureReportRow",
     "ExposureRow",
     "Leased",
     "OutboxRow",
+    "ReviewPair",
     "ReviewStore",
     "Reviewer",
     "ReviewerStatsRow",

@@ -91,7 +91,7 @@ class Admin:
                     raise NotFound(f"request {request_id} not found")
                 if entry.state == s.PENDING:
                     return False
-                if entry.state == s.DONE or entry.lease_id is None:
+                if entry.state != s.LEASED or entry.lease_id is None:
                     raise FailedPrecondition(f"request {request_id} is {entry.state}")
                 lease = await lock_lease(conn, entry.lease_id)
                 if lease.state != s.ACTIVE or lease.queue_id != entry.id:

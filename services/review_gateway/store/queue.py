@@ -7,7 +7,8 @@
 * **Two reviewers never hold one entry.** :meth:`Queue.lease` picks a
   ``pending`` entry with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's
   write transaction is exclusive) and marks it ``leased`` in the same
-  transaction. A ``done`` entry is never leased.
+  transaction. A ``done`` or ``disputed`` entry is never leased, nor an
+  entry the reviewer has reviewed already (the overlap's second review).
 * **Never dropped.** A lease ends as submitted, released, skipped, expired or
   revoked; every end but ``submitted`` returns the entry to ``pending`` in the
   same transaction (:func:`return_to_queue`). A submitted lease whose review
@@ -61,7 +62,7 @@ from services.review_gateway.store.base import (
 from services.review_gateway.store.rows import SYSTEM, Leased, LeaseRow, Reviewer, lease_row
 from services.review_gateway.store.tasks import Tasks
 
-_q, _t, _sk, _l, _x = s.queue, s.tasks, s.skips, s.leases, s.exposure
+_q, _t, _sk, _l, _x, _r = s.queue, s.tasks, s.skips, s.leases, s.exposure, s.reviews
 
 
 def utc_day(at_us: int) -> str:
@@ -73,10 +74,11 @@ def _pick(by_task: bool) -> Insert:
     """Write a lease on the best pending entry a reviewer may lease, locking the entry.
 
     Best: highest priority, then oldest, among entries whose task is known
-    (the join), that the reviewer has not skipped, and whose category (the
+    (the join), that the reviewer has neither skipped nor reviewed (an item of
+    the overlap share waits for a *second* reviewer), and whose category (the
     machine label) the reviewer has not reached the daily exposure cap of on
     ``p_day`` (an entry of unknown category is never excluded: ``NULL`` equals
-    nothing). Both exclusions are anti-joins probing a primary key or index per
+    nothing). The exclusions are anti-joins probing a primary key or index per
     candidate, so the plan stays the ordered scan of ``ix_queue_pick``. ``SKIP LOCKED``:
     concurrent leases take different entries instead of waiting for each
     other, and an entry another transaction has just leased fails the
@@ -101,6 +103,12 @@ def _pick(by_task: bool) -> Insert:
             ~exists().where(
                 _sk.c.request_id == _q.c.request_id,
                 _sk.c.reviewer_id == bindparam("p_reviewer"),
+            )
+        )
+        .where(
+            ~exists().where(
+                _r.c.request_id == _q.c.request_id,
+                _r.c.reviewer_id == bindparam("p_reviewer"),
             )
         )
         .where(

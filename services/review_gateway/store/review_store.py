@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from act.v1 import review_pb2, task_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.review_gateway.store.adjudication import Adjudication, DisputedItem
 from services.review_gateway.store.admin import Admin
 from services.review_gateway.store.base import StoreCore
 from services.review_gateway.store.exposure import Exposure
@@ -17,12 +18,15 @@ from services.review_gateway.store.reviewers import Reviewers
 from services.review_gateway.store.reviews import Reviews
 from services.review_gateway.store.rows import (
     ActiveLeaseRow,
+    Adjudicated,
+    DisputeRow,
     ExposureReportRow,
     ExposureRow,
     Leased,
     OutboxRow,
     Reviewer,
     ReviewerStatsRow,
+    ReviewPair,
     SessionRow,
     Submitted,
     TaskStatsRow,
@@ -53,6 +57,7 @@ class ReviewStore:
         self._sessions = Sessions(core)
         self._exposure = Exposure(core)
         self._undo = Undo(core)
+        self._adjudication = Adjudication(core)
         self._admin = Admin(core)
         self._workspace = Workspace(core)
 
@@ -132,9 +137,29 @@ class ReviewStore:
             reviewer_id, lease_id, label_index, idempotency_key, hold_s
         )
 
-    async def undo(self, reviewer_id: str, review_id: str, lease_seconds: float) -> Leased:
+    async def undo(
+        self, reviewer_id: str, review_id: str, lease_seconds: float, window_s: float = 0.0
+    ) -> Leased:
         """Take back a held review and lease its item to the reviewer again (see :mod:`.undo`)."""
-        return await self._undo.undo(reviewer_id, review_id, lease_seconds)
+        return await self._undo.undo(reviewer_id, review_id, lease_seconds, window_s)
+
+    # ------------------------------------------------ overlap, adjudication
+
+    async def disputes(self, task_id: str = "", *, limit: int = 200) -> list[DisputeRow]:
+        """Items whose two reviews disagree, waiting for an admin (see :mod:`.adjudication`)."""
+        return await self._adjudication.disputes(task_id, limit=limit)
+
+    async def disputed_item(self, request_id: str) -> DisputedItem | None:
+        """A disputed item with its request and task, or None."""
+        return await self._adjudication.disputed_item(request_id)
+
+    async def adjudicate(self, actor: Reviewer, request_id: str, label_index: int) -> Adjudicated:
+        """An admin decides a disputed item's label; its one FinalLabel goes out."""
+        return await self._adjudication.adjudicate(actor, request_id, label_index)
+
+    async def review_pairs(self, task_id: str) -> list[ReviewPair]:
+        """The task's items with two reviews (the input of the agreement statistics)."""
+        return await self._adjudication.review_pairs(task_id)
 
     # --------------------------------------------------------------- admin
 
@@ -166,6 +191,11 @@ class ReviewStore:
         """Disable a reviewer, revoke its active leases (returns how many) and its
         web sessions, in one transaction."""
         return await self._reviewers.disable_reviewer(reviewer_id, actor, reason)
+
+    async def set_blur(self, actor: Reviewer, reviewer_id: str, blur_px: int | None) -> Reviewer:
+        """An admin sets a reviewer's image blur (None: the server default); see
+        :meth:`.reviewers.Reviewers.set_blur`."""
+        return await self._reviewers.set_blur(actor, reviewer_id, blur_px)
 
     # ------------------------------------------------------------ sessions
 

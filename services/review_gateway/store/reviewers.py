@@ -1,16 +1,21 @@
 """Reviewer accounts: creation, token lookup, disabling (which revokes their leases
-and their web sessions)."""
+and their web sessions), the per-reviewer image blur."""
 
 from __future__ import annotations
 
 from sqlalchemy import insert, select, update
 
 from services.review_gateway import schema as s
-from services.review_gateway.errors import NotFound
+from services.review_gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from services.review_gateway.store.base import StoreCore, audit_row, new_id, now_us, write_audit
 from services.review_gateway.store.queue import return_to_queue
 from services.review_gateway.store.rows import Reviewer, lease_row, reviewer_row
 from services.review_gateway.store.sessions import revoke_reviewer_sessions
+
+#: Bounds of a reviewer's image blur in CSS pixels: sensitive images always
+#: start blurred, so there is no 0.
+MIN_BLUR_PX = 2
+MAX_BLUR_PX = 60
 
 
 class Reviewers:
@@ -107,3 +112,50 @@ class Reviewers:
             await revoke_reviewer_sessions(conn, reviewer_id, actor, at)
         self._core.notify_queue()
         return len(revoked)
+
+    async def set_blur(self, actor: Reviewer, reviewer_id: str, blur_px: int | None) -> Reviewer:
+        """An admin sets a reviewer's image blur (None: back to the server default).
+
+        PermissionDenied unless ``actor`` is an admin, InvalidArgument outside
+        :data:`MIN_BLUR_PX`..:data:`MAX_BLUR_PX`, NotFound for an unknown
+        reviewer; returns the updated reviewer.
+        """
+        if not actor.is_admin:
+            raise PermissionDenied("setting a reviewer's blur needs an admin")
+        if blur_px is not None and (
+            isinstance(blur_px, bool) or not MIN_BLUR_PX <= blur_px <= MAX_BLUR_PX
+        ):
+            raise InvalidArgument(f"blur_px must be {MIN_BLUR_PX} to {MAX_BLUR_PX} (or unset)")
+        at = now_us()
+        rv = s.reviewers
+        async with self._core.tx() as conn:
+            row = (
+                await conn.execute(
+                    update(rv)
+                    .where(rv.c.id == reviewer_id)
+                    .values(blur_px=blur_px)
+                    .returning(
+                        rv.c.id,
+                        rv.c.name,
+                        rv.c.role,
+                        rv.c.disabled,
+                        rv.c.created_at_us,
+                        rv.c.blur_px,
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"reviewer {reviewer_id} not found")
+            shown = "default" if blur_px is None else str(blur_px)
+            await write_audit(
+                conn,
+                [
+                    audit_row(
+                        at,
+                        actor.id,
+                        "blur_set",
+                        detail=f"reviewer_id={reviewer_id} blur_px={shown}",
+                    )
+                ],
+            )
+        return reviewer_row(row)

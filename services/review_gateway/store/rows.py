@@ -21,6 +21,8 @@ class Reviewer:
     role: str
     disabled: bool
     created_at_us: int
+    #: Blur of sensitive images in CSS pixels; None: the server default.
+    blur_px: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -42,13 +44,26 @@ class Leased:
     deadline_us: int
 
 
+#: A submission's outcome: the item's FinalLabel is written (or held for undo).
+OUTCOME_FINAL = "final"
+#: The first of two reviews (the task's overlap): the item waits for a second reviewer.
+OUTCOME_SECOND = "awaiting_second"
+#: The second review disagrees with the first: the item waits for an admin.
+OUTCOME_DISPUTED = "disputed"
+
+
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    """Outcome of a submission (``duplicate``: an earlier submission's result)."""
+    """Outcome of a submission (``duplicate``: an earlier submission's result).
+
+    ``outcome`` is one of :data:`OUTCOME_FINAL`, :data:`OUTCOME_SECOND`,
+    :data:`OUTCOME_DISPUTED`.
+    """
 
     review_id: str
     submitted_at_us: int
     duplicate: bool
+    outcome: str = OUTCOME_FINAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,8 @@ class TaskStatsRow:
     skipped: int
     expired: int
     label_counts: dict[int, int]
+    #: Items whose two reviews disagree, waiting for an admin.
+    disputed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,8 @@ class ReviewerStatsRow:
     expired_leases: int
     median_seconds_per_review: float
     last_submitted_at_us: int | None
+    #: Reviews submitted in the last hour (throughput).
+    reviews_last_hour: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,4 +190,47 @@ def reviewer_row(row: Any) -> Reviewer:
         role=row.role,
         disabled=bool(row.disabled),
         created_at_us=row.created_at_us,
+        blur_px=row.blur_px,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeReview:
+    """One of the two disagreeing reviews of a disputed item."""
+
+    review_id: str
+    reviewer_id: str
+    reviewer_name: str
+    label_index: int
+    submitted_at_us: int
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeRow:
+    """An item whose two reviews disagree, waiting for an admin."""
+
+    request_id: str
+    task_id: str
+    item_id: str
+    reviews: tuple[DisputeReview, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Adjudicated:
+    """Outcome of an adjudication (``duplicate``: the same decision made before)."""
+
+    adjudication_id: str
+    at_us: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPair:
+    """The two reviews of an item of the overlap share, in round order."""
+
+    request_id: str
+    first_reviewer: str
+    first_label: int
+    second_reviewer: str
+    second_label: int

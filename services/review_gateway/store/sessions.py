@@ -41,6 +41,7 @@ _LIVE_SESSION = (
         _rv.c.role,
         _rv.c.disabled,
         _rv.c.created_at_us,
+        _rv.c.blur_px,
         _ws.c.csrf_token,
         _ws.c.expires_at_us,
         _ws.c.last_seen_at_us,
@@ -173,6 +174,7 @@ class Sessions:
             role=row["role"],
             disabled=bool(row["disabled"]),
             created_at_us=row["created_at_us"],
+            blur_px=row["blur_px"],
         )
         return SessionRow(
             reviewer=reviewer, csrf_token=row["csrf_token"], expires_at_us=row["expires_at_us"]

@@ -14,6 +14,8 @@ from services.review_gateway.store.rows import ReviewerStatsRow, TaskStatsRow
 
 #: The median time per review is taken over this many latest reviews.
 _MEDIAN_WINDOW = 1001
+#: Throughput: reviews submitted within this window (microseconds) are counted.
+_HOUR_US = 3600 * 1_000_000
 
 
 class Stats:
@@ -74,6 +76,7 @@ class Stats:
             skipped=int(skipped),
             expired=int(expired),
             label_counts={int(k): int(v) for k, v in label_counts.items()},
+            disputed=int(states.get(s.DISPUTED, 0)),
         )
 
     async def reviewer_stats(self, reviewer_id: str) -> ReviewerStatsRow:
@@ -94,6 +97,13 @@ class Stats:
                     )
                 )
             ).one()
+            last_hour = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(r)
+                    .where(r.c.reviewer_id == reviewer_id, r.c.submitted_at_us > at - _HOUR_US)
+                )
+            ).scalar_one()
             skipped = (
                 await conn.execute(
                     select(func.count())
@@ -144,4 +154,5 @@ class Stats:
             expired_leases=int(expired),
             median_seconds_per_review=float(median),
             last_submitted_at_us=None if last is None else int(last),
+            reviews_last_hour=int(last_hour),
         )

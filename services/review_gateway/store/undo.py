@@ -20,6 +20,15 @@ claims it, :meth:`Undo.undo` can take the review back:
   lease of the same reviewer, which :meth:`Undo.undo` returns like a lease.
   Nothing else ends (the reviewer's other leases stay); audit ``undone``.
 
+Under overlap a review may have no FinalLabel of its own: the first of two
+(the entry went back to ``pending`` for a second reviewer) or a disagreeing
+second (the entry is ``disputed``). Nothing left the gateway for those, so
+undo is allowed within ``window_s`` of the submission while the entry is
+still where the submission put it: ``pending`` (nobody holds it now; a
+second reviewer who leased and gave it back has written nothing) or
+``disputed`` (no admin decided yet). The entry then goes to a fresh
+lease of the reviewer as above, and the item's other review stays.
+
 The review's idempotency key is free again with the review row; the next
 submission of the new lease normally uses a new key anyway. A repeated undo
 of the same review answers NotFound (the review is gone).
@@ -50,12 +59,19 @@ class Undo:
     def __init__(self, core: StoreCore) -> None:
         self._core = core
 
-    async def undo(self, reviewer_id: str, review_id: str, lease_seconds: float) -> Leased:
+    async def undo(
+        self, reviewer_id: str, review_id: str, lease_seconds: float, window_s: float = 0.0
+    ) -> Leased:
         """Take back the reviewer's review ``review_id`` while its FinalLabel is still
-        held, and lease its item to the reviewer again (see the module doc)."""
-        return await self._core.retrying(3, self._undo, reviewer_id, review_id, lease_seconds)
+        held (or, for a review without one, within ``window_s`` of its
+        submission), and lease its item to the reviewer again (see the module doc)."""
+        return await self._core.retrying(
+            3, self._undo, reviewer_id, review_id, lease_seconds, window_s
+        )
 
-    async def _undo(self, reviewer_id: str, review_id: str, lease_seconds: float) -> Leased:
+    async def _undo(
+        self, reviewer_id: str, review_id: str, lease_seconds: float, window_s: float
+    ) -> Leased:
         async with self._core.tx() as conn:
             review = (await conn.execute(select(_r).where(_r.c.review_id == review_id))).first()
             if review is None:
@@ -69,20 +85,32 @@ class Undo:
             ).first()
             if still is None or old.state != s.SUBMITTED:
                 raise FailedPrecondition(f"review {review_id} was already undone")
-            outbox_id = await _held_label(conn, review_id, review.item_id, review.submitted_at_us)
-            if outbox_id is None:
-                raise FailedPrecondition(f"review {review_id} is already final")
-            withdrawn = (
-                await conn.execute(
-                    delete(_o)
-                    .where(_o.c.id == outbox_id, _o.c.batch.is_(None), _o.c.sent_at_us.is_(None))
-                    .returning(_o.c.id)
-                )
-            ).first()
-            if withdrawn is None:
-                # The relay claimed the row between our read and the delete.
-                raise FailedPrecondition(f"review {review_id} is already final")
             at = now_us()
+            outbox_id = await _held_label(conn, review_id, review.item_id, review.submitted_at_us)
+            entry_guard = [_q.c.state == s.DONE, _q.c.lease_id == old.lease_id]
+            if outbox_id is not None:
+                withdrawn = (
+                    await conn.execute(
+                        delete(_o)
+                        .where(
+                            _o.c.id == outbox_id, _o.c.batch.is_(None), _o.c.sent_at_us.is_(None)
+                        )
+                        .returning(_o.c.id)
+                    )
+                ).first()
+                if withdrawn is None:
+                    # The relay claimed the row between our read and the delete.
+                    raise FailedPrecondition(f"review {review_id} is already final")
+            elif at <= review.submitted_at_us + int(window_s * 1_000_000):
+                # No FinalLabel of its own (overlap): the entry must still be
+                # where this submission put it.
+                entry_guard = (
+                    [_q.c.state == s.PENDING]
+                    if review.round == 1
+                    else [_q.c.state == s.DISPUTED, _q.c.lease_id == old.lease_id]
+                )
+            else:
+                raise FailedPrecondition(f"review {review_id} is already final")
             deadline = at + int(lease_seconds * 1_000_000)
             lease_id = new_id("ls_")
             await conn.execute(delete(_r).where(_r.c.review_id == review_id))
@@ -92,11 +120,7 @@ class Undo:
             entry = (
                 await conn.execute(
                     update(_q)
-                    .where(
-                        _q.c.id == old.queue_id,
-                        _q.c.state == s.DONE,
-                        _q.c.lease_id == old.lease_id,
-                    )
+                    .where(_q.c.id == old.queue_id, *entry_guard)
                     .values(
                         state=s.LEASED,
                         lease_id=lease_id,
@@ -108,8 +132,9 @@ class Undo:
                 )
             ).first()
             if entry is None:
-                # Not reachable while the invariants hold; roll everything back.
-                raise FailedPrecondition(f"the queue entry of review {review_id} is not done")
+                # The item moved on (a second reviewer leased it, an admin
+                # decided, the agreeing review finalized it); roll back.
+                raise FailedPrecondition(f"review {review_id} can no longer be undone")
             await conn.execute(
                 insert(_l).values(
                     lease_id=lease_id,

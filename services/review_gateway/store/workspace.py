@@ -147,18 +147,24 @@ class Workspace:
         return [r.task_id for r in rows]
 
     async def reviewed_items(self, task_id: str, limit: int = 5000) -> list[ReviewedItem]:
-        """The latest ``limit`` reviews of a task with the machine's label, eps and pi."""
+        """The latest ``limit`` reviewed items of a task with the machine's label, eps and pi.
+
+        One row per item (its first review) with the item's human label: the
+        admin's decision where two reviews disagreed; disputed items wait for
+        it and are left out.
+        """
         stmt = (
             select(
                 _r.c.task_id,
                 _r.c.reviewer_id,
-                _r.c.label_index,
+                func.coalesce(s.adjudications.c.label_index, _r.c.label_index).label("label_index"),
                 _r.c.leased_at_us,
                 _r.c.submitted_at_us,
                 _q.c.request,
             )
             .join(_q, _q.c.request_id == _r.c.request_id)
-            .where(_r.c.task_id == task_id)
+            .outerjoin(s.adjudications, s.adjudications.c.request_id == _r.c.request_id)
+            .where(_r.c.task_id == task_id, _r.c.round == 1, _q.c.state != s.DISPUTED)
             .order_by(_r.c.submitted_at_us.desc())
             .limit(limit)
         )
@@ -183,8 +189,12 @@ class Workspace:
         return items
 
     async def count_reviews(self, task_id: str) -> int:
-        """Human reviews of a task so far (the spent part of its review budget)."""
-        stmt = select(func.count()).select_from(_r).where(_r.c.task_id == task_id)
+        """Items of a task reviewed so far (the spent part of its review budget).
+
+        An item's second review (the overlap share) is quality control, paid
+        beside the budget, and not counted here.
+        """
+        stmt = select(func.count()).select_from(_r).where(_r.c.task_id == task_id, _r.c.round == 1)
         async with self._core.reader.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 

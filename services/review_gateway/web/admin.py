@@ -15,13 +15,14 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from services.core.agreement import Agreement, fleiss_kappa_pairs, per_reviewer_agreement
 from services.core.calibration import (
     CalibrationBin,
     calibration_bins,
     expected_calibration_error,
 )
 from services.review_gateway.auth import require_admin
-from services.review_gateway.errors import GatewayError
+from services.review_gateway.errors import GatewayError, InvalidArgument
 from services.review_gateway.ops import check_id
 from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER
 from services.review_gateway.web.context import WebContext, WebUser, http_status
@@ -47,6 +48,12 @@ class TaskPanel:
     ece: float | None
     points: list[dict[str, float]]
     label_names: dict[int, str]
+    #: Items whose two reviews disagree, waiting for an admin.
+    disputed: int
+    #: Agreement of the double-reviewed items (the task's overlap share).
+    agreement: Agreement
+    #: Per reviewer: (name, agreed, double-reviewed items), by name.
+    reviewer_agreement: list[tuple[str, int, int]]
 
 
 def chart_points(bins: list[CalibrationBin]) -> list[dict[str, float]]:
@@ -71,7 +78,7 @@ class AdminRoutes:
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
 
-    async def _admin(self, request: Request, form_csrf: str | None = None) -> WebUser:
+    async def admin_user(self, request: Request, form_csrf: str | None = None) -> WebUser:
         if form_csrf is None:
             user = await self.ctx.user(request)
         else:
@@ -82,7 +89,7 @@ class AdminRoutes:
     async def page(self, request: Request) -> Response:
         """The admin page (a reviewer without the admin role is sent to its own page)."""
         try:
-            user = await self._admin(request)
+            user = await self.admin_user(request)
         except GatewayError as exc:
             if exc.code.name == "PERMISSION_DENIED":
                 return RedirectResponse("/review", status_code=303)
@@ -93,11 +100,14 @@ class AdminRoutes:
         self, request: Request, user: WebUser, notice: dict[str, Any], status: int = 200
     ) -> Response:
         store = self.ctx.store
-        panels = [await self._panel(task_id) for task_id in await store.list_task_ids()]
+        accounts = await store.list_reviewers()
+        who = {r.id: r.name for r in accounts}
+        panels = [await self._panel(task_id, who) for task_id in await store.list_task_ids()]
         reviewers = []
-        for reviewer in await store.list_reviewers():
+        for reviewer in accounts:
             stats = await store.reviewer_stats(reviewer.id)
             reviewers.append(stats)
+        disputes = await store.disputes()
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         exposure = await store.exposure_report(day)
         leases = await store.active_leases("")
@@ -112,19 +122,25 @@ class AdminRoutes:
                 "exposure": exposure,
                 "names": {p.task_id: p.label_names for p in panels},
                 "leases": leases,
+                "disputes": disputes,
                 "day": day,
                 "notice": notice,
                 "chart": {"w": CHART_W, "h": CHART_H, "pad": PAD},
                 "roles": (ROLE_REVIEWER, ROLE_ADMIN),
+                "default_blur_px": self.ctx.settings.web_blur_px,
             },
             status_code=status,
         )
 
-    async def _panel(self, task_id: str) -> TaskPanel:
+    async def _panel(self, task_id: str, who: dict[str, str]) -> TaskPanel:
         store = self.ctx.store
         stats = await store.task_stats(task_id)
         task = await store.get_task(task_id)
         reviewed = await store.reviewed_items(task_id)
+        pairs = await store.review_pairs(task_id)
+        by_reviewer = per_reviewer_agreement(
+            (p.first_reviewer, p.first_label, p.second_reviewer, p.second_label) for p in pairs
+        )
         disagreement = ece = None
         points: list[dict[str, float]] = []
         if reviewed:
@@ -148,19 +164,24 @@ class AdminRoutes:
             ece=ece,
             points=points,
             label_names={lb.index: lb.name for lb in task.labels} if task is not None else {},
+            disputed=stats.disputed,
+            agreement=fleiss_kappa_pairs([(p.first_label, p.second_label) for p in pairs]),
+            reviewer_agreement=sorted(
+                (who.get(rid, rid), agreed, items) for rid, (agreed, items) in by_reviewer.items()
+            ),
         )
 
     async def create_reviewer(self, request: Request) -> Response:
         """Create a reviewer; its token is shown once, in this response only."""
         form = await request.form()
         try:
-            user = await self._admin(request, str(form.get("csrf", "")))
+            user = await self.admin_user(request, str(form.get("csrf", "")))
             role = str(form.get("role", ROLE_REVIEWER))
             reviewer, token = await self.ctx.ops.create_reviewer(
                 user.reviewer, str(form.get("name", "")), role
             )
         except GatewayError as exc:
-            return await self._refused(request, exc)
+            return await self.refused(request, exc)
         notice = {"token": token, "name": reviewer.name, "id": reviewer.id}
         return await self._render(request, user, notice, status=201)
 
@@ -168,33 +189,51 @@ class AdminRoutes:
         """Disable a reviewer: its token and web sessions stop working, leases go back."""
         form = await request.form()
         try:
-            user = await self._admin(request, str(form.get("csrf", "")))
+            user = await self.admin_user(request, str(form.get("csrf", "")))
             reviewer_id = request.path_params["reviewer_id"]
             await self.ctx.ops.disable_reviewer(
                 user.reviewer, reviewer_id, str(form.get("reason", ""))
             )
             self.ctx.forget_reviewer(reviewer_id)
         except GatewayError as exc:
-            return await self._refused(request, exc)
+            return await self.refused(request, exc)
+        return RedirectResponse("/admin", status_code=303)
+
+    async def set_blur(self, request: Request) -> Response:
+        """Set a reviewer's image blur in pixels; an empty field: the server default."""
+        form = await request.form()
+        try:
+            user = await self.admin_user(request, str(form.get("csrf", "")))
+            reviewer_id = request.path_params["reviewer_id"]
+            raw = str(form.get("blur_px", "")).strip()
+            try:
+                blur_px = int(raw) if raw else None
+            except ValueError:
+                raise InvalidArgument("blur_px must be a whole number of pixels") from None
+            await self.ctx.ops.set_reviewer_blur(user.reviewer, reviewer_id, blur_px)
+            # The reviewer's cached sessions hold the old value.
+            self.ctx.forget_reviewer(reviewer_id)
+        except GatewayError as exc:
+            return await self.refused(request, exc)
         return RedirectResponse("/admin", status_code=303)
 
     async def release_lease(self, request: Request) -> Response:
         """Force-release a lease: the item is pending again at once."""
         form = await request.form()
         try:
-            user = await self._admin(request, str(form.get("csrf", "")))
+            user = await self.admin_user(request, str(form.get("csrf", "")))
             lease_id = request.path_params["lease_id"]
             check_id("lease_id", lease_id)
             await self.ctx.ops.release(user.reviewer, lease_id)
         except GatewayError as exc:
-            return await self._refused(request, exc)
+            return await self.refused(request, exc)
         log.info("web_force_release", lease_id=lease_id, actor=user.reviewer.id)
         return RedirectResponse("/admin", status_code=303)
 
-    async def _refused(self, request: Request, exc: GatewayError) -> Response:
+    async def refused(self, request: Request, exc: GatewayError) -> Response:
         status = http_status(exc)
         try:
-            user = await self._admin(request)
+            user = await self.admin_user(request)
         except GatewayError:
             return Response(str(exc), status_code=status, media_type="text/plain")
         return await self._render(request, user, {"error": str(exc)}, status=status)

@@ -26,6 +26,7 @@ from services.review_gateway.ops import ReviewOps
 from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.store import ReviewStore
 from services.review_gateway.web import render
+from services.review_gateway.web.adjudicate import AdjudicationRoutes
 from services.review_gateway.web.admin import AdminRoutes
 from services.review_gateway.web.context import HERE, WebContext
 from services.review_gateway.web.reviewer import ReviewerRoutes
@@ -39,6 +40,7 @@ def build_web_app(ops: ReviewOps, store: ReviewStore, settings: GatewaySettings)
     ctx = WebContext(ops, store, settings)
     reviewer = ReviewerRoutes(ctx)
     admin = AdminRoutes(ctx)
+    adjudication = AdjudicationRoutes(admin)
 
     async def home(request: Request) -> Response:
         return RedirectResponse("/review", status_code=303)
@@ -58,7 +60,11 @@ def build_web_app(ops: ReviewOps, store: ReviewStore, settings: GatewaySettings)
         Route("/admin", admin.page, methods=["GET"]),
         Route("/admin/reviewers", admin.create_reviewer, methods=["POST"]),
         Route("/admin/reviewers/{reviewer_id}/disable", admin.disable_reviewer, methods=["POST"]),
+        Route("/admin/reviewers/{reviewer_id}/blur", admin.set_blur, methods=["POST"]),
         Route("/admin/leases/{lease_id}/release", admin.release_lease, methods=["POST"]),
+        Route("/admin/disputes/{request_id}", adjudication.page, methods=["GET"]),
+        Route("/admin/disputes/{request_id}", adjudication.decide, methods=["POST"]),
+        Route("/admin/disputes/{request_id}/media", adjudication.media, methods=["GET"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     app = Starlette(routes=routes)

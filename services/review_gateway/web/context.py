@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from act.v1 import task_pb2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.templating import Jinja2Templates
@@ -18,6 +19,7 @@ from services.review_gateway.errors import (
     is_unavailable,
 )
 from services.review_gateway.ops import ReviewOps
+from services.review_gateway.policy import ReviewPolicy
 from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.store import Reviewer, ReviewStore
 from services.review_gateway.web.security import LoginLimiter, same_token
@@ -61,6 +63,8 @@ class WebContext:
         # logout or a disable on this replica drops them at once, on another
         # replica within that time.
         self._sessions: dict[str, tuple[float, WebUser]] = {}
+        # Review policies per task version (the task's bytes), shared by the pages.
+        self._policies: dict[bytes, ReviewPolicy] = {}
 
     async def user(self, request: Request) -> WebUser:
         """The session's reviewer; Unauthenticated without a live session."""
@@ -87,8 +91,26 @@ class WebContext:
         """Drop a session from the cache (after a logout)."""
         self._sessions.pop(token, None)
 
+    def policy(self, task: task_pb2.Task, raw: bytes) -> ReviewPolicy:
+        """The task's review policy (cached per task version, ``raw`` its bytes)."""
+        found = self._policies.get(raw)
+        if found is None:
+            if len(self._policies) > 1000:
+                self._policies.clear()
+            s = self.settings
+            found = self._policies[raw] = ReviewPolicy.from_task(
+                task,
+                default_break_after_s=s.web_break_after_s,
+                default_daily_cap_s=s.web_daily_cap_s,
+            )
+        return found
+
+    def blur_px(self, reviewer: Reviewer) -> int:
+        """The reviewer's image blur: its own when an admin set one, else the server default."""
+        return self.settings.web_blur_px if reviewer.blur_px is None else reviewer.blur_px
+
     def forget_reviewer(self, reviewer_id: str) -> None:
-        """Drop every cached session of a reviewer (after it was disabled)."""
+        """Drop every cached session of a reviewer (after it was disabled or changed)."""
         for token, (_, user) in list(self._sessions.items()):
             if user.reviewer.id == reviewer_id:
                 self._sessions.pop(token, None)

@@ -26,8 +26,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from act.v1 import item_pb2
+from act.v1 import item_pb2, review_pb2
 
+from services.review_gateway.errors import NotFound
 from services.review_gateway.labels import label_name, machine_label, request_item
 from services.review_gateway.ops import LeaseView
 from services.review_gateway.policy import ReviewPolicy
@@ -35,6 +36,8 @@ from services.review_gateway.policy import ReviewPolicy
 #: Words and the separators between them, so that masking keeps the layout.
 _TOKENS = re.compile(r"(\w[\w'\u2019-]*)|(\W+)", re.UNICODE)
 MASK_THRESHOLD = 0.5
+#: Image types served inline; anything else is never sent to a browser.
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 @functools.cache
@@ -80,14 +83,41 @@ def _kind(item: item_pb2.Item) -> str:
     return "image" if has_image else "text"
 
 
-def lease_json(view: LeaseView, policy: ReviewPolicy, blur_px: int) -> tuple[dict[str, Any], str]:
-    """The page's view of a lease, and the audit detail of what it shows."""
-    item = request_item(view.request)
-    category = machine_label(view.request)
+def inline_image(request: review_pb2.ReviewRequest) -> tuple[bytes, str]:
+    """The item's inline image and its MIME type; NotFound unless it is one we serve."""
+    item = request_item(request)
+    mime = item.image_mime_type or "application/octet-stream"
+    if item.WhichOneof("image") != "image_bytes" or mime not in IMAGE_TYPES:
+        raise NotFound("no inline image for this item")
+    return item.image_bytes, mime
+
+
+def content_view(
+    request: review_pb2.ReviewRequest, policy: ReviewPolicy, image_url: str
+) -> dict[str, Any]:
+    """What a page shows of an item: kind, text (words masked when the suspected
+    category is sensitive), question, the route of its image; and whether it is
+    sensitive."""
+    item = request_item(request)
+    category = machine_label(request)
     sensitive = category is not None and policy.is_sensitive(category)
     kind = _kind(item)
     text = item.text
     segments = mask_segments(text) if sensitive and text else [{"t": text, "m": False}]
+    return {
+        "kind": kind,
+        "segments": segments if text else [],
+        "question": item.question,
+        "image": image_url if kind != "text" else "",
+        "sensitive": sensitive,
+    }
+
+
+def lease_json(view: LeaseView, policy: ReviewPolicy, blur_px: int) -> tuple[dict[str, Any], str]:
+    """The page's view of a lease, and the audit detail of what it shows."""
+    content = content_view(view.request, policy, f"/media/{view.lease_id}")
+    sensitive = bool(content.pop("sensitive"))
+    category = machine_label(view.request)
     shown = ["content"]
     body: dict[str, Any] = {
         "lease_id": view.lease_id,
@@ -101,12 +131,7 @@ def lease_json(view: LeaseView, policy: ReviewPolicy, blur_px: int) -> tuple[dic
                 for lb in view.task.labels
             ],
         },
-        "item": {
-            "kind": kind,
-            "segments": segments if text else [],
-            "question": item.question,
-            "image": f"/media/{view.lease_id}" if kind != "text" else "",
-        },
+        "item": content,
         "sensitive": sensitive,
         "category": _label_name(view, category) if sensitive else "",
         "blur_px": blur_px,

@@ -30,9 +30,8 @@ from services.review_gateway.errors import (
     NotFound,
     PermissionDenied,
 )
-from services.review_gateway.labels import machine_label, request_item
+from services.review_gateway.labels import machine_label
 from services.review_gateway.ops import check_id
-from services.review_gateway.policy import ReviewPolicy
 from services.review_gateway.store import Leased
 from services.review_gateway.web import render
 from services.review_gateway.web.context import (
@@ -52,7 +51,6 @@ SKIP_CODES = {
     "distressing": api_pb2.SKIP_REASON_DISTRESSING,
     "broken": api_pb2.SKIP_REASON_BROKEN_CONTENT,
 }
-IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_BODY_BYTES = 16 * 1024
 MAX_WAIT_S = 20.0
 
@@ -91,7 +89,6 @@ class ReviewerRoutes:
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
-        self._policies: dict[bytes, ReviewPolicy] = {}
 
     # ------------------------------------------------------------- session
 
@@ -186,26 +183,12 @@ class ReviewerRoutes:
 
     # ----------------------------------------------------------------- api
 
-    def policy(self, task: task_pb2.Task, raw: bytes) -> ReviewPolicy:
-        """The task's review policy (cached per task version)."""
-        found = self._policies.get(raw)
-        if found is None:
-            if len(self._policies) > 1000:
-                self._policies.clear()
-            s = self.ctx.settings
-            found = self._policies[raw] = ReviewPolicy.from_task(
-                task,
-                default_break_after_s=s.web_break_after_s,
-                default_daily_cap_s=s.web_daily_cap_s,
-            )
-        return found
-
     async def _shown(self, user: WebUser, leased: Leased | None) -> dict[str, Any] | None:
         if leased is None:
             return None
         view = self.ctx.ops.view(leased)
-        policy = self.policy(view.task, leased.task)
-        body, detail = render.lease_json(view, policy, self.ctx.settings.web_blur_px)
+        policy = self.ctx.policy(view.task, leased.task)
+        body, detail = render.lease_json(view, policy, self.ctx.blur_px(user.reviewer))
         await self.ctx.store.audit(
             user.reviewer.id, "shown", leased.request_id, leased.lease_id, detail
         )
@@ -292,7 +275,8 @@ class ReviewerRoutes:
         shown = body.get("showing", "")
         if not isinstance(shown, str):
             raise InvalidArgument("showing must be a lease id")
-        leased = await self.ctx.store.undo(user.reviewer.id, review_id, seconds)
+        window = float(self.ctx.settings.web_undo_window_s)
+        leased = await self.ctx.store.undo(user.reviewer.id, review_id, seconds, window)
         if shown:
             # The item the page showed after the undone one goes back to the queue:
             # the page holds one lease at a time.
@@ -312,7 +296,7 @@ class ReviewerRoutes:
         if lease.reviewer_id != user.reviewer.id:
             raise PermissionDenied(f"lease {lease_id} belongs to another reviewer")
         task = task_pb2.Task.FromString(lease.task)
-        policy = self.policy(task, lease.task)
+        policy = self.ctx.policy(task, lease.task)
         request = review_pb2.ReviewRequest.FromString(lease.request)
         category = machine_label(request)
         if category is None or not policy.is_sensitive(category):
@@ -350,14 +334,7 @@ class ReviewerRoutes:
                 raise NotFound(f"lease {lease_id} not found")
             if lease.state != "active":
                 raise FailedPrecondition(f"lease {lease_id} is {lease.state}")
-            item = request_item(review_pb2.ReviewRequest.FromString(lease.request))
-            mime = item.image_mime_type or "application/octet-stream"
-            if item.WhichOneof("image") != "image_bytes" or mime not in IMAGE_TYPES:
-                raise NotFound("no inline image for this lease")
-            return Response(
-                item.image_bytes,
-                media_type=mime,
-                headers={"content-disposition": "inline"},
-            )
+            image, mime = render.inline_image(review_pb2.ReviewRequest.FromString(lease.request))
+            return Response(image, media_type=mime, headers={"content-disposition": "inline"})
         except Exception as exc:
             return error_response(exc)

@@ -193,3 +193,55 @@ def test_both_pages_pass_axe_and_the_screenshots_are_made(
     assert _serious(axe.run(ap).response) == []
     ap.screenshot(path=str(DOCS_IMG / "admin-page.png"), full_page=True)
     assert "Calibration" in (ap.locator("svg title").first.text_content() or "")
+
+
+def test_admin_sets_a_reviewers_blur_and_their_sensitive_image_uses_it(
+    live: LiveGateway, page: Page, browser: Browser
+) -> None:
+    live.task(review_task())
+    live.enqueue(item_request(1, machine_label=2, image=True))
+    reviewer_id, token = live.reviewer("sam")
+    rev = browser.new_context(base_url=live.url).new_page()
+    login(rev, token)
+    wait_item(rev)
+    image = rev.locator("#image")
+    assert "blur(18px)" in image.evaluate("el => getComputedStyle(el).filter")  # server default
+
+    _, admin_token = live.reviewer("root", admin=True)
+    login(page, admin_token)
+    expect(page).to_have_url(f"{live.url}/admin")
+    expect(page.locator("th", has_text="Reviews / h")).to_be_visible()
+    row = page.locator("tr", has_text="sam")
+    expect(row.locator(".blur-value")).to_have_text("18 px (default)")
+    field = page.get_by_label("Blur of sam in pixels, 2 to 60 (empty: the default)")
+    assert field.get_attribute("min") == "2" and field.get_attribute("max") == "60"
+    field.fill("30")
+    page.click("button[aria-label='Save blur of sam']")
+    expect(page).to_have_url(f"{live.url}/admin")
+    expect(row.locator(".blur-value")).to_have_text("30 px")
+    stored = live.run(live.store.get_reviewer(reviewer_id))
+    assert stored is not None and stored.blur_px == 30
+    assert live.count(s.audit_log, s.audit_log.c.action == "blur_set") == 1
+
+    # The reviewer's next view of the item (a reload resumes the lease) uses it.
+    rev.reload()
+    wait_item(rev)
+    filt = image.evaluate("el => getComputedStyle(el).filter")
+    assert "blur(30px)" in filt and "grayscale(1)" in filt
+
+    # The server refuses 0 (images always start blurred) and a forged post.
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+    url = f"{live.url}/admin/reviewers/{reviewer_id}/blur"
+    refused = page.request.post(url, form={"csrf": csrf, "blur_px": "0"}, max_redirects=0)
+    assert refused.status == 400 and "blur_px" in refused.text()
+    forged = page.request.post(url, form={"csrf": "forged", "blur_px": "5"}, max_redirects=0)
+    assert forged.status == 403
+    stored = live.run(live.store.get_reviewer(reviewer_id))
+    assert stored is not None and stored.blur_px == 30
+    # An empty field goes back to the server default.
+    page.goto("/admin")
+    field.fill("")
+    page.click("button[aria-label='Save blur of sam']")
+    expect(row.locator(".blur-value")).to_have_text("18 px (default)")
+    stored = live.run(live.store.get_reviewer(reviewer_id))
+    assert stored is not None and stored.blur_px is None

@@ -208,6 +208,8 @@
     try {
       var res = await call("submit", body, true);
       lastReview = { id: res.review_id, until: Date.now() + UNDO_S * 1000 };
+      // The outcome (second review, dispute) is not shown: overlap is blind,
+      // so a reviewer cannot be more careful only on the checked items.
       setStatus(res.duplicate ? "Saved (it had already been saved)." : "Saved.", "saved");
       show(res.next);
     } catch (err) {
