@@ -1,7 +1,9 @@
 """``make bench``: one JSON object per metric, ``{"metric", "value", "unit"}``.
 
-Starts what the suites need (a Kafka broker, PostgreSQL, the SmolLM2 server)
-on free ports, or uses ``ACT_BENCH_KAFKA_BOOTSTRAP`` / ``ACT_BENCH_POSTGRES_DSN``
+Starts what the suites need (a Kafka broker, PostgreSQL, the SmolLM2 server,
+and for the ``qwen`` suite a Qwen2.5-Coder-1.5B server whose verified weights
+are kept in ``.local/models``: the first run downloads about 1.1 GB) on free
+ports, or uses ``ACT_BENCH_KAFKA_BOOTSTRAP`` / ``ACT_BENCH_POSTGRES_DSN``
 / ``ACT_BENCH_LLM_BASE_URL``. ``python -m bench SUITE ...`` runs a subset.
 A suite that fails prints ``{"metric": "<suite>_error", ...}`` on stderr and
 the run exits non-zero after the other suites.
@@ -34,8 +36,8 @@ class BenchEnv:
         self.tmp.chmod(0o755)
         self._broker: LocalBroker | None = None
         self._postgres: LocalPostgres | None = None
-        self._llm_dir: Path | None = None
-        self._llm_url: str | None = None
+        # Local model servers by profile: (state dir, base URL).
+        self._llms: dict[str, tuple[Path, str]] = {}
 
     async def bootstrap(self) -> str:
         if env := os.environ.get("ACT_BENCH_KAFKA_BOOTSTRAP"):
@@ -57,22 +59,31 @@ class BenchEnv:
             await asyncio.to_thread(self._postgres.start)
         return self._postgres.dsn
 
-    async def llm_base_url(self) -> str:
-        if env := os.environ.get("ACT_BENCH_LLM_BASE_URL"):
+    async def llm_base_url(self, profile: str = "smollm2") -> str:
+        """A local model server of ``profile`` (``deploy/llm-server.sh``), started once."""
+        if profile == "smollm2" and (env := os.environ.get("ACT_BENCH_LLM_BASE_URL")):
             return env
-        if self._llm_url is None:
-            self._llm_dir = self.tmp / "llm"
-            port = free_port()
-            await asyncio.to_thread(self._llm("up", port))
-            self._llm_url = f"http://127.0.0.1:{port}/v1"
-        return self._llm_url
+        if profile not in self._llms:
+            state, port = self.tmp / f"llm-{profile}", free_port()
+            if profile != "smollm2":
+                # Fetch and verify the weights first: the first run downloads them.
+                await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "services.llm.weights", "ensure",
+                     "--profile", profile, "--dir", str(REPO_ROOT / ".local" / "models")],
+                    check=True, timeout=3600, cwd=REPO_ROOT,
+                )  # fmt: skip
+            await asyncio.to_thread(self._llm("up", state, profile, port))
+            self._llms[profile] = (state, f"http://127.0.0.1:{port}/v1")
+        return self._llms[profile][1]
 
-    def _llm(self, command: str, port: int = 0) -> Callable[[], None]:
+    def _llm(self, command: str, state: Path, profile: str, port: int = 0) -> Callable[[], None]:
         def run() -> None:
             env = {
                 **os.environ,
-                "ACT_STACK_DIR": str(self._llm_dir),
+                "ACT_STACK_DIR": str(state),
                 "ACT_LLM_PORT": str(port),
+                "ACT_LLM_PROFILE": profile,
                 "PYTHON": sys.executable,
             }
             subprocess.run(
@@ -83,8 +94,8 @@ class BenchEnv:
         return run
 
     async def close(self) -> None:
-        if self._llm_url is not None:
-            await asyncio.to_thread(self._llm("down"))
+        for profile, (state, _) in self._llms.items():
+            await asyncio.to_thread(self._llm("down", state, profile))
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)
         if self._postgres is not None:
@@ -111,6 +122,24 @@ async def gateway_suite(env: BenchEnv) -> Result:
 
     value = await bench_gateway_reviews_per_s(await env.postgres())
     return [("gateway_reviews_per_s", value, "reviews/s")]
+
+
+async def ingest_suite(env: BenchEnv) -> Result:
+    from services.ingest.bench import bench_ingest_items_per_s
+
+    value = await bench_ingest_items_per_s(await env.bootstrap(), await env.postgres())
+    return [("ingest_items_per_s", value, "items/s")]
+
+
+async def injection_suite(env: BenchEnv) -> Result:
+    """Label flips under prompt-injection attacks (services.llm.injection), on SmolLM2."""
+    from services.llm.injection_bench import measure_injection
+
+    metrics = await measure_injection(await env.llm_base_url(), "smollm2")
+    counts = ("injection_pairs", "injection_parse_failures")
+    return [
+        (name, value, "count" if name in counts else "ratio") for name, value in metrics.items()
+    ]
 
 
 async def review_web_suite(env: BenchEnv) -> Result:
@@ -141,6 +170,19 @@ async def smollm2_suite(env: BenchEnv) -> Result:
 
     value = await bench_smollm2_critic_items_per_s(await env.bootstrap(), await env.llm_base_url())
     return [("smollm2_critic_items_per_s", value, "items/s")]
+
+
+async def qwen_suite(env: BenchEnv) -> Result:
+    from services.annotator.bench import bench_local_annotator_items_per_s
+    from services.criticizer.bench import bench_local_critic_items_per_s
+
+    bootstrap, base_url = await env.bootstrap(), await env.llm_base_url("qwen-1.5b")
+    annotate = await bench_local_annotator_items_per_s(bootstrap, base_url, "qwen-1.5b")
+    criticize = await bench_local_critic_items_per_s(bootstrap, base_url, "qwen-1.5b")
+    return [
+        ("qwen_annotator_items_per_s", annotate, "items/s"),
+        ("qwen_critic_logit_items_per_s", criticize, "items/s"),
+    ]
 
 
 async def fewshot_suite(env: BenchEnv) -> Result:
@@ -179,9 +221,12 @@ SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "runtime": runtime_suite,
     "sampler": sampler_suite,
     "gateway": gateway_suite,
+    "ingest": ingest_suite,
     "review_web": review_web_suite,
     "llm_stages": llm_stages_suite,
     "smollm2": smollm2_suite,
+    "injection": injection_suite,
+    "qwen": qwen_suite,
     "fewshot": fewshot_suite,
     "trainer": trainer_suite,
     "tables": tables_suite,

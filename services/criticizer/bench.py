@@ -10,6 +10,8 @@
   (SmolLM2-135M-Instruct behind llama-cpp-python's server, grammar-constrained,
   real logprobs). The server runs one request at a time, so it measures the
   model on this machine's CPU, plus the stage around it.
+* ``qwen_critic_logit_items_per_s``: the same on Qwen2.5-Coder-1.5B-Instruct
+  (``deploy/llm-server.sh`` profile ``qwen-1.5b``).
 """
 
 from __future__ import annotations
@@ -131,7 +133,29 @@ async def bench_smollm2_critic_items_per_s(
     timeout_s: float = 600.0,
 ) -> float:
     """CoT-logit critiques per second on SmolLM2 at ``base_url`` (model ``smollm2``)."""
-    task = bench_task(common_pb2.CRITIQUE_STRATEGY_COT_LOGIT, "smollm2")
+    return await bench_local_critic_items_per_s(
+        bootstrap,
+        base_url,
+        "smollm2",
+        items=items,
+        partitions=partitions,
+        max_tokens_cot=max_tokens_cot,
+        timeout_s=timeout_s,
+    )
+
+
+async def bench_local_critic_items_per_s(
+    bootstrap: str,
+    base_url: str,
+    model: str,
+    *,
+    items: int = 16,
+    partitions: int = 2,
+    max_tokens_cot: int = 48,
+    timeout_s: float = 600.0,
+) -> float:
+    """CoT-logit critiques per second on a local model server (``model`` its alias)."""
+    task = bench_task(common_pb2.CRITIQUE_STRATEGY_COT_LOGIT, model)
     return await _run(
         bootstrap,
         base_url,

@@ -8,7 +8,9 @@ paper's Table 3 for the streamed data and writes it with two plots under
 
 Options: ``--dataset fashion|spam`` (default fashion, a data set of the
 paper), ``--items N``, ``--rule exponential|threshold|normalization``,
-``--seeds``, ``--out``, ``--review-in-browser N`` (the replay reviewer
+``--seeds``, ``--out``, ``--backend fewshot|llm`` (``llm``: a verified local
+Qwen2.5-Coder model as annotator and critic, spam only; ``--llm-profile``
+picks it; see :mod:`services.demo.llm`), ``--review-in-browser N`` (the replay reviewer
 leaves N review requests for a person in the gateway's web workspace, and
 the demo waits for them before training). The broker and the database come from
 ``ACT_KAFKA_BOOTSTRAP_SERVERS`` and ``ACT_DEMO_DATABASE_URL`` (the local
@@ -23,6 +25,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+from act.v1 import common_pb2
 
 from services.demo.plan import DATASETS, DemoConfig
 from services.demo.run import stream_and_train, table_3
@@ -43,6 +47,11 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
                    default="exponential", help="sampling rule of the stream")  # fmt: skip
     p.add_argument("--seeds", type=int, default=5, help="runs per method in Table 3")
     p.add_argument("--out", type=Path, default=Path("reports/demo"))
+    p.add_argument("--backend", choices=["fewshot", "llm"], default="fewshot",
+                   help="annotator and critic: the few-shot local models, or a local LLM "
+                   "(verified Qwen2.5-Coder weights; spam only)")  # fmt: skip
+    p.add_argument("--llm-profile", choices=["qwen-0.5b", "qwen-1.5b"], default="qwen-1.5b",
+                   help="the local LLM with --backend llm (default qwen-1.5b)")  # fmt: skip
     p.add_argument("--review-in-browser", type=int, default=0, metavar="N",
                    help="leave N review requests for you in the web workspace; the replay "
                    "reviewer answers the rest (default 0)")  # fmt: skip
@@ -52,9 +61,15 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         p.error("--items must be >= 0 and --seeds >= 1")
     if args.review_in_browser < 0:
         p.error("--review-in-browser must be >= 0")
+    if args.backend == "llm" and dataset.modality != common_pb2.MODALITY_TEXT:
+        p.error("--backend llm needs a text data set (--dataset spam): no vision model "
+                "runs offline here")  # fmt: skip
+    # A CPU runs a local LLM at a few items per second: a few hundred items.
+    llm = args.backend == "llm"
+    default_items = 200 if llm else dataset.default_items
     return DemoConfig(
         dataset=dataset,
-        items=args.items or dataset.default_items,
+        items=args.items or default_items,
         out=args.out,
         bootstrap=os.environ.get("ACT_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         database_url=os.environ.get(
@@ -63,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         rule=args.rule,
         seeds=args.seeds,
         review_in_browser=args.review_in_browser,
+        backend=args.backend,
+        llm_profile=args.llm_profile,
+        selection_items=30 if llm else 500,
     )
 
 

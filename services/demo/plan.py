@@ -68,6 +68,12 @@ class DemoConfig:
     reviewer_accuracy: float = 1.0
     seeds: int = 5
     review_in_browser: int = 0  # review requests the replay reviewer leaves for a person
+    #: "fewshot": the few-shot local models; "llm": a local LLM server (services.demo.llm).
+    backend: Literal["fewshot", "llm"] = "fewshot"
+    #: The LLM profile (deploy/llm-server.sh) with ``backend="llm"``.
+    llm_profile: str = "qwen-1.5b"
+    #: Item text cut to this many characters in the LLM's prompts (its small context).
+    llm_max_text_chars: int = 600
     stall_s: float = 180.0
     remind_every_s: float = 30.0  # while review requests wait for a person
     fit_timeout_s: float = 600.0
@@ -174,10 +180,22 @@ def select_budget(pair: FewShotPair, task: task_pb2.Task, plan: Plan) -> Selecti
 # ------------------------------------------------------------------- task
 
 
-def make_task(config: DemoConfig, pool: LabelledPool, budget: float) -> task_pb2.Task:
-    """The demo task: few-shot models, streaming sampling with ``config.rule``."""
+def make_task(
+    config: DemoConfig,
+    pool: LabelledPool,
+    budget: float,
+    *,
+    llm_base_url: str = "",
+    critique: common_pb2.CritiqueStrategy.ValueType = common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT,
+) -> task_pb2.Task:
+    """The demo task: few-shot models (or, with ``llm_base_url``, the local LLM as
+    annotator and critic), streaming sampling with ``config.rule``."""
     ds = config.dataset
     ref = common_pb2.ModelRef(provider=PROVIDER, model="default", params={"dataset": ds.source})
+    if llm_base_url:
+        ref = common_pb2.ModelRef(
+            provider="openai-compatible", model=config.llm_profile, base_url=llm_base_url
+        )
     rules = {
         "exponential": common_pb2.SAMPLING_RULE_EXPONENTIAL,
         "threshold": common_pb2.SAMPLING_RULE_THRESHOLD,
@@ -190,9 +208,11 @@ def make_task(config: DemoConfig, pool: LabelledPool, budget: float) -> task_pb2
         modality=ds.modality,
         instructions=ds.instructions,
         annotation_strategy=common_pb2.ANNOTATION_STRATEGY_NAIVE,
-        critique_strategy=common_pb2.CRITIQUE_STRATEGY_CHAIN_OF_THOUGHT,
+        critique_strategy=critique,
         annotator_model=ref,
-        critic_model=ref,  # "default" resolves to a different model for the critic
+        # Few-shot: "default" resolves to a different model for the critic;
+        # LLM: self-criticism (one local model).
+        critic_model=ref,
         budget=task_pb2.Budget(fraction=budget),
         sampling=task_pb2.SamplingConfig(
             rule=rules[config.rule], mode=common_pb2.SAMPLING_MODE_STREAMING, seed=0

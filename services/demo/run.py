@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -46,7 +45,7 @@ from act.v1 import task_pb2
 
 from services.cli.ingest import IngestOptions, ingest_to_kafka, parse_records
 from services.cli.taskio import publish_task
-from services.demo import clients
+from services.demo import clients, llm
 from services.demo.checkpoint import service_model_accuracy
 from services.demo.plan import (
     DemoConfig,
@@ -60,7 +59,7 @@ from services.demo.plan import (
     streamed_records,
 )
 from services.demo.progress import PeopleReviews, stream_until_trained_on
-from services.devkit.processes import REPO_ROOT, ServiceProcess, Supervisor, free_port
+from services.devkit.processes import Supervisor, free_port
 from services.devkit.scrape import scrape
 from services.experiments.pipeline import experiment_from_store
 from services.experiments.presets import preset
@@ -76,31 +75,18 @@ Say = Callable[[str], None]
 # --------------------------------------------------------------- services
 
 
-def make_services(config: DemoConfig, run_dir: Path, prefix: str, admin_token: str) -> Supervisor:
-    """The five services' processes, configured for this run (not started)."""
-    common = {
-        "ACT_KAFKA_BOOTSTRAP_SERVERS": config.bootstrap,
-        "ACT_KAFKA_TOPIC_PREFIX": prefix,
-        "OMP_NUM_THREADS": "1",  # five processes share the cores
-        # The generated protos import as ``act.v1`` even without the editable install.
-        "PYTHONPATH": os.pathsep.join(
-            [str(REPO_ROOT), str(REPO_ROOT / "protos"), os.environ.get("PYTHONPATH", "")]
-        ).rstrip(os.pathsep),
-    }
+def make_services(
+    config: DemoConfig, run_dir: Path, prefix: str, admin_token: str, llm_base_url: str = ""
+) -> Supervisor:
+    """The five services' processes, configured for this run (not started); with
+    ``llm_base_url`` the annotator and the criticizer use that local LLM server."""
     ds = config.dataset.source
+    model_env = {"BACKEND": "local-fewshot", "FEWSHOT_DATASET": ds}
+    if llm_base_url:
+        model_env = llm.stage_env(config, llm_base_url)
     specs: list[tuple[str, str, str, dict[str, str]]] = [
-        (
-            "annotator",
-            "services.annotator",
-            "ACT_ANNOTATOR_",
-            {"BACKEND": "local-fewshot", "FEWSHOT_DATASET": ds},
-        ),
-        (
-            "criticizer",
-            "services.criticizer",
-            "ACT_CRITICIZER_",
-            {"BACKEND": "local-fewshot", "FEWSHOT_DATASET": ds},
-        ),
+        ("annotator", "services.annotator", "ACT_ANNOTATOR_", model_env),
+        ("criticizer", "services.criticizer", "ACT_CRITICIZER_", model_env),
         ("sampler", "services.sampler", "ACT_SAMPLER_", {}),
         (
             "review-gateway",
@@ -130,26 +116,9 @@ def make_services(config: DemoConfig, run_dir: Path, prefix: str, admin_token: s
             },
         ),
     ]
-    services = []
-    for name, module, env_prefix, extra in specs:
-        metrics_port, grpc_port = free_port(), free_port()
-        env = dict(common)
-        env.update({env_prefix + k: v for k, v in extra.items()})
-        env.update(
-            {
-                f"{env_prefix}METRICS_PORT": str(metrics_port),
-                f"{env_prefix}GRPC_PORT": str(grpc_port),
-                f"{env_prefix}ENVIRONMENT": "dev",
-                f"{env_prefix}LOG_LEVEL": "INFO",
-            }
-        )
-        log = run_dir / "logs" / f"{name}.log"
-        # A new session each: a Ctrl-C in the terminal reaches the demo only, which stops
-        # the services in order (drain and commit) instead of all at once.
-        services.append(
-            ServiceProcess(name, module, env, log, metrics_port, grpc_port, new_session=True)
-        )
-    return Supervisor(services)
+    return Supervisor.of(
+        specs, bootstrap=config.bootstrap, topic_prefix=prefix, log_dir=run_dir / "logs"
+    )
 
 
 def web_url(services: Supervisor) -> str:
@@ -229,7 +198,14 @@ class Streamed:
 
 
 async def stream_and_train(config: DemoConfig, run_dir: Path, say: Say) -> Streamed:
-    """Steps 1-5."""
+    """Steps 1-5 (with ``--backend llm``, around a local model server)."""
+    if config.backend != "llm":
+        return await _stream_and_train(config, run_dir, say, "")
+    with llm.llm_server(config, run_dir, say) as base_url:
+        return await _stream_and_train(config, run_dir, say, base_url)
+
+
+async def _stream_and_train(config: DemoConfig, run_dir: Path, say: Say, llm_url: str) -> Streamed:
     ds = config.dataset
     say(f"\n== 1. items: {config.items} from {ds.source}, outside the few-shot seed")
     pair = await asyncio.to_thread(seed_pair, ds)
@@ -239,18 +215,28 @@ async def stream_and_train(config: DemoConfig, run_dir: Path, say: Say) -> Strea
     check_seed_is_default(pair, pool)
     plan = plan_items(pool, config.items, config.selection_items, pair)
     per_class = plan.seed_size // pool.n_classes
-    say(f"   few-shot seed: {plan.seed_size} human-labelled examples ({per_class} per class); "
-        "the models see no other label")  # fmt: skip
+    if llm_url:
+        say(f"   the LLM sees no labels (zero-shot); the {plan.seed_size} few-shot seed items "
+            "are left out of the stream as in the few-shot run")  # fmt: skip
+    else:
+        say(f"   few-shot seed: {plan.seed_size} human-labelled examples ({per_class} per "
+            "class); the models see no other label")  # fmt: skip
 
     say(f"\n== 2. model selection on {config.selection_items} human-labelled items "
         "(paper, section 4.3)")  # fmt: skip
-    draft = make_task(config, pool, budget=0.5)
-    sel = await asyncio.to_thread(select_budget, pair, draft, plan)
+    draft = make_task(config, pool, budget=0.5, llm_base_url=llm_url)
+    critique = draft.critique_strategy
+    if llm_url:
+        sel, critique = await llm.select_llm(config, draft, plan, llm_url, say)
+    else:
+        sel = await asyncio.to_thread(select_budget, pair, draft, plan)
     say(f"   annotator {sel.annotator}: accuracy {sel.accuracy:.1%}; "
         f"critic {sel.critic}: ABS {sel.critic_abs:.3f}")  # fmt: skip
     say(f"   ideal budget {sel.ideal_budget:.1%} (the annotator's error rate); recommended "
         f"{sel.recommended_budget:.1%} (+10 points, appendix F)")  # fmt: skip
-    task = make_task(config, pool, budget=sel.recommended_budget)
+    task = make_task(
+        config, pool, budget=sel.recommended_budget, llm_base_url=llm_url, critique=critique
+    )
 
     prefix = f"demo{config.run_id.replace('-', '')}."
     kafka = KafkaSettings(bootstrap_servers=config.bootstrap, topic_prefix=prefix)
@@ -258,7 +244,7 @@ async def stream_and_train(config: DemoConfig, run_dir: Path, say: Say) -> Strea
         "PostgreSQL for the review gateway")  # fmt: skip
     await ensure_run_topics(kafka)
     admin = new_admin_token()
-    services = make_services(config, run_dir, prefix, admin)
+    services = make_services(config, run_dir, prefix, admin, llm_url)
     reviewer_task: asyncio.Task[object] | None = None
     reviewer = None
     with services:  # stops every service, last started first, however the steps end

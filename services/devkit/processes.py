@@ -211,6 +211,51 @@ class Supervisor:
         if len(set(names)) != len(names):
             raise ValueError(f"service names must be unique: {names}")
 
+    @classmethod
+    def of(
+        cls,
+        specs: Iterable[tuple[str, str, str, Mapping[str, str]]],
+        *,
+        bootstrap: str,
+        topic_prefix: str,
+        log_dir: Path,
+    ) -> Supervisor:
+        """Service processes on one Kafka and topic prefix, each on free ports.
+
+        ``specs`` holds ``(name, module, env prefix, settings)``: the settings
+        get the service's prefix (``ACT_SAMPLER_``...). Every child logs to
+        ``log_dir/<name>.log``, gets its own session (a Ctrl-C in the terminal
+        reaches only the parent, which stops the children in order: drain and
+        commit), and one OpenMP thread (several processes share the cores).
+        """
+        common = {
+            "ACT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "ACT_KAFKA_TOPIC_PREFIX": topic_prefix,
+            "OMP_NUM_THREADS": "1",
+            # The generated protos import as ``act.v1`` even without the editable install.
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO_ROOT), str(REPO_ROOT / "protos"), os.environ.get("PYTHONPATH", "")]
+            ).rstrip(os.pathsep),
+        }
+        services = []
+        for name, module, env_prefix, settings in specs:
+            metrics_port, grpc_port = free_port(), free_port()
+            env = dict(common)
+            env.update({env_prefix + k: v for k, v in settings.items()})
+            env.update(
+                {
+                    f"{env_prefix}METRICS_PORT": str(metrics_port),
+                    f"{env_prefix}GRPC_PORT": str(grpc_port),
+                    f"{env_prefix}ENVIRONMENT": "dev",
+                    f"{env_prefix}LOG_LEVEL": "INFO",
+                }
+            )
+            log = log_dir / f"{name}.log"
+            services.append(
+                ServiceProcess(name, module, env, log, metrics_port, grpc_port, new_session=True)
+            )
+        return cls(services)
+
     def __iter__(self) -> Iterator[ServiceProcess]:
         return iter(self.services)
 

@@ -9,15 +9,16 @@ runnable end to end on a CPU; it is not meant to be a good image classifier.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from act.v1 import item_pb2
 
 from services.llm.types import ImagePart
+from services.runtime.claimcheck import ClaimCheckError, ClaimStore, fetch_verified, open_store
 from services.runtime.retry import PermanentError
 
 _MAGIC = (
@@ -41,11 +42,15 @@ def sniff_mime(data: bytes, declared: str = "") -> str:
     return "image/png"
 
 
-def item_image(item: item_pb2.Item, store_dir: str = "") -> ImagePart | None:
+def item_image(item: item_pb2.Item, claim_store: str = "") -> ImagePart | None:
     """The item's image as a prompt part; None when it has none.
 
-    ``file://`` URIs are read only below ``store_dir``; ``http(s)`` URIs are
-    passed to the provider, which fetches them; other schemes are refused.
+    Claim-check references (``file://``, ``s3://``) are read only from the
+    store ``claim_store`` names (:func:`services.runtime.claimcheck.open_store`)
+    and checked against ``image_sha256``; ``http(s)`` URIs are passed to the
+    provider, which fetches them; other schemes are refused. Every refusal is a
+    PermanentError, so the record is dead-lettered, never labelled from other
+    bytes than the producer sent.
     """
     which = item.WhichOneof("image")
     if which is None:
@@ -57,25 +62,23 @@ def item_image(item: item_pb2.Item, store_dir: str = "") -> ImagePart | None:
         scheme = urlparse(uri).scheme.lower()
         if scheme in ("http", "https"):
             return ImagePart(url=uri, mime_type=item.image_mime_type or "image/png")
-        if scheme != "file":
+        if scheme not in ("file", "s3"):
             raise PermanentError(f"unsupported image URI scheme {scheme!r}")
-        data = _read_store(uri, store_dir)
+        if not claim_store:
+            raise PermanentError("claim-check image references need claim_store_url")
+        try:
+            data = fetch_verified(_store(claim_store), uri, item.image_sha256)
+        except ClaimCheckError as exc:
+            raise PermanentError(str(exc)) from None
     if item.image_sha256 and hashlib.sha256(data).hexdigest() != item.image_sha256.lower():
         raise PermanentError("image bytes do not match image_sha256")
     return ImagePart(data=data, mime_type=sniff_mime(data, item.image_mime_type))
 
 
-def _read_store(uri: str, store_dir: str) -> bytes:
-    if not store_dir:
-        raise PermanentError("file:// image URIs need image_store_dir")
-    root = Path(store_dir).resolve()
-    path = Path(unquote(urlparse(uri).path)).resolve()
-    if root != path and root not in path.parents:
-        raise PermanentError("image URI outside image_store_dir")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise PermanentError("image URI not found") from None
+@functools.lru_cache(maxsize=4)
+def _store(url: str) -> ClaimStore:
+    # One store (and S3 client, with its connection pool) per configured URL.
+    return open_store(url)
 
 
 def _png_grey(data: bytes) -> tuple[int, int, list[list[int]]] | None:

@@ -133,15 +133,30 @@ def modality_of(task: task_pb2.Task, item: item_pb2.Item) -> int:
     return int(common_pb2.MODALITY_VQA if item.question else common_pb2.MODALITY_IMAGE)
 
 
-def item_fields(item: item_pb2.Item, *, images: bool, store_dir: str = "") -> list[DataField]:
-    """The item's content as data-block fields (never ``reference_label``).
+def clip_text(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars`` characters (0: whole), saying so at the cut.
+
+    A small local model has a small context window; an e-mail of many
+    thousands of characters would not fit, and its first part decides most
+    labels. The note is inside the data block, so it is data like the rest.
+    """
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    return text[:max_chars] + f"\n[... cut: {len(text) - max_chars} more characters]"
+
+
+def item_fields(
+    item: item_pb2.Item, *, images: bool, claim_store: str = "", max_text_chars: int = 0
+) -> list[DataField]:
+    """The item's content as data-block fields (never ``reference_label``); text
+    longer than ``max_text_chars`` (0: no limit) is cut (:func:`clip_text`).
 
     With ``images`` False the image is replaced by a character rendering (see
     :mod:`services.llm.images`); the item's text, when present, is kept as
     its caption or context.
     """
     fields: list[DataField] = []
-    image = item_image(item, store_dir)
+    image = item_image(item, claim_store)
     if image is not None:
         if images:
             fields.append(DataField("image", image=image))
@@ -154,9 +169,9 @@ def item_fields(item: item_pb2.Item, *, images: bool, store_dir: str = "") -> li
                 )
             )
         if item.text:
-            fields.append(DataField("caption", text=item.text))
+            fields.append(DataField("caption", text=clip_text(item.text, max_text_chars)))
     elif item.text:
-        fields.append(DataField("text", text=item.text))
+        fields.append(DataField("text", text=clip_text(item.text, max_text_chars)))
     if item.question:
         fields.append(DataField("question", text=item.question))
     if not fields:
@@ -297,7 +312,9 @@ async def ask_until_parsed(
 class PromptBuilder(Protocol):
     """Builds one record's prompt for a client (see :meth:`LLMBackendBase.ask`)."""
 
-    def __call__(self, *, images: bool, max_tokens: int, store_dir: str) -> Prompt: ...
+    def __call__(
+        self, *, images: bool, max_tokens: int, claim_store: str, max_text_chars: int
+    ) -> Prompt: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +358,8 @@ class LLMBackendBase:
         prompt = build(
             images=self.client.supports_images,
             max_tokens=max_tokens,
-            store_dir=options.image_store_dir,
+            claim_store=options.claim_store_url,
+            max_text_chars=options.max_text_chars,
         )
         answer = await ask_until_parsed(
             self.client,

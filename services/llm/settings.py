@@ -71,14 +71,25 @@ class LLMOptions(BaseSettings):
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens_naive: int = Field(16, ge=1, description="Output cap of naive prompts.")
     max_tokens_cot: int = Field(512, ge=16, description="Output cap of chain-of-thought prompts.")
+    max_text_chars: int = Field(
+        0,
+        ge=0,
+        description="Cut an item's text to this many characters in prompts, saying so "
+        "(0 = whole; for small context windows of local models).",
+    )
     reask_attempts: int = Field(
         1, ge=0, le=5, description="Re-asks after unparseable output before dead-lettering."
     )
     anthropic_cache_system: bool = Field(
         True, description="Mark the shared system prompt cacheable (Anthropic prompt caching)."
     )
-    image_store_dir: str = Field(
-        "", description="Root of file:// claim-check URIs the service may read; empty = none."
+    claim_store_url: str = Field(
+        "",
+        description=(
+            "The claim-check store images are read from (as ACT_INGEST_CLAIM_STORE_URL: a "
+            "directory, file:///path, or s3://bucket/prefix); empty = claim-checked images "
+            "are dead-lettered."
+        ),
     )
 
 

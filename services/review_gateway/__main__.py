@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.review_gateway.app import serve_gateway
+from services.review_gateway.app import Gateway
 from services.review_gateway.db import open_database
 from services.review_gateway.settings import GatewaySettings
+from services.runtime.app import run_main
 from services.runtime.config import KafkaSettings
 from services.runtime.logging import configure_logging
 
@@ -33,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else "serve"
     settings = GatewaySettings()
-    configure_logging("review-gateway", settings.log_level, settings.log_json)
     if command == "serve":
-        return asyncio.run(serve_gateway(settings, KafkaSettings()))
+        return run_main("review-gateway", lambda: Gateway(settings, KafkaSettings()), settings)
+    configure_logging("review-gateway", settings.log_level, settings.log_json)
     if command == "migrate":
         return asyncio.run(_migrate(settings))
     print(

@@ -25,7 +25,6 @@ the transaction that would write.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -34,9 +33,9 @@ import structlog
 from act.v1 import api_pb2, api_pb2_grpc, review_pb2
 
 from services.review_gateway import metrics
-from services.review_gateway.errors import GatewayError, InvalidArgument, is_unavailable
+from services.review_gateway.errors import InvalidArgument, answer_rpc
 from services.review_gateway.ops import LeaseView, ReviewOps
-from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER, Reviewer
+from services.review_gateway.store import ROLE_ADMIN, ROLE_PRODUCER, ROLE_REVIEWER, Reviewer
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +47,12 @@ _ROLES = {
     api_pb2.REVIEWER_ROLE_UNSPECIFIED: ROLE_REVIEWER,
     api_pb2.REVIEWER_ROLE_REVIEWER: ROLE_REVIEWER,
     api_pb2.REVIEWER_ROLE_ADMIN: ROLE_ADMIN,
+    api_pb2.REVIEWER_ROLE_PRODUCER: ROLE_PRODUCER,
 }
 _ROLE_ENUM = {
     ROLE_REVIEWER: api_pb2.REVIEWER_ROLE_REVIEWER,
     ROLE_ADMIN: api_pb2.REVIEWER_ROLE_ADMIN,
+    ROLE_PRODUCER: api_pb2.REVIEWER_ROLE_PRODUCER,
 }
 
 
@@ -68,9 +69,7 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext,
         handler: Callable[[Reviewer, float], Awaitable[T]],
     ) -> T:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
+        async def call() -> T:
             remaining = context.time_remaining()
             if remaining is None:
                 if self.settings.require_deadline:
@@ -82,32 +81,10 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
             caller = await self.ops.auth.authenticate(context.invocation_metadata())
             async with asyncio.timeout(max(budget, 0.001)):
                 return await handler(caller, budget)
-        except GatewayError as exc:
-            code = exc.code
-            await context.abort(exc.code, str(exc))
-            raise AssertionError("abort returned") from None
-        except TimeoutError:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED
-            await context.abort(code, "deadline exceeded")
-            raise AssertionError("abort returned") from None
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                raise
-            if is_unavailable(exc):
-                # The database is unreachable: a retry later may succeed.
-                code = grpc.StatusCode.UNAVAILABLE
-                log.warning("rpc_unavailable", method=method, error_type=type(exc).__name__)
-                await context.abort(code, "database unavailable, retry")
-            code = grpc.StatusCode.INTERNAL
-            log.error("rpc_failed", method=method, error_type=type(exc).__name__)
-            await context.abort(code, "internal error")
-            raise AssertionError("abort returned") from None
-        finally:
-            metrics.RPCS.labels(method=method, code=code.name).inc()
-            metrics.RPC_LATENCY.labels(method=method).observe(time.perf_counter() - started)
+
+        return await answer_rpc(
+            method, context, call, calls=metrics.RPCS, latency=metrics.RPC_LATENCY
+        )
 
     # -------------------------------------------------------------- review
 

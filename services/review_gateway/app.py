@@ -1,7 +1,8 @@
 """Assembly of the review gateway: database, gRPC API, Kafka consumer, relay, reaper.
 
 :class:`Gateway` owns every component so that ``__main__``, the tests and the
-benchmark start the same thing; :func:`serve_gateway` adds signal handling.
+benchmark start the same thing; it is a :class:`services.runtime.app.Service`, so
+the process runs it with the same lifecycle as every stage (``run_main``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.stage import ReviewRequestStage
 from services.review_gateway.store import ReviewStore
 from services.review_gateway.web.app import WebServer, build_web_app
-from services.runtime.app import install_signal_handlers
 from services.runtime.config import KafkaSettings
 from services.runtime.grpc_server import GrpcServer
-from services.runtime.metrics import start_metrics_server
 from services.runtime.runner import RuntimeFatalError, StageRunner
 from services.runtime.tasks import TaskRegistry
 from services.runtime.topics import TopicCatalog
@@ -80,6 +79,7 @@ class Gateway:
         the API alone.
         """
         s = self.settings
+        tls = s.grpc_server_tls()  # a bad TLS file fails before the database opens
         engine = await open_database(
             s.resolved_database_url(),
             schema=s.database_schema,
@@ -98,6 +98,7 @@ class Gateway:
             max_receive_bytes=s.max_request_bytes,
             max_send_bytes=s.max_response_bytes,
             host=self.host,
+            tls=tls,
         )
         await self.server.start()
         if s.http_enabled:
@@ -133,7 +134,12 @@ class Gateway:
                 )
                 started.cancel()
         await self.server.set_serving(True)
-        log.info("gateway_started", port=self.port, database=engine.dialect.name)
+        log.info(
+            "gateway_started",
+            port=self.port,
+            database=engine.dialect.name,
+            grpc_tls="mutual" if tls and tls.mutual else "on" if tls else "off",
+        )
 
     def fail(self, reason: str) -> None:
         """A component cannot go on: :meth:`wait` returns 1 (the process restarts)."""
@@ -187,8 +193,12 @@ class Gateway:
                 return 1
         return 0
 
-    async def stop(self) -> None:
-        """Graceful stop: refuse new calls, finish running ones, commit, close."""
+    async def stop(self) -> int:
+        """Graceful stop: refuse new calls, finish running ones, commit, close.
+
+        Returns 1 when a component ended with a fatal error, else 0.
+        """
+        code = 0
         if self.server is not None:
             await self.server.set_serving(False)
             await self.server.stop(grace_s=5.0)
@@ -209,23 +219,11 @@ class Gateway:
         for task, result in zip(self._tasks.values(), results, strict=True):
             if isinstance(result, RuntimeFatalError):
                 log.error("fatal", component=task.get_name(), error=describe_error(result))
+                code = 1
         self._tasks.clear()
         if self.tasks is not None:
             await self.tasks.stop()
         if self.store is not None:
             await self.store.close()
         log.info("gateway_stopped")
-
-
-async def serve_gateway(settings: GatewaySettings, kafka: KafkaSettings) -> int:
-    """Run the whole gateway until SIGTERM/SIGINT; returns the process exit code."""
-    start_metrics_server(settings.metrics_port)
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    gateway = Gateway(settings, kafka)
-    try:
-        await gateway.start()
-        code = await gateway.wait(stop)
-    finally:
-        await gateway.stop()
-    return code
+        return code

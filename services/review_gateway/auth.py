@@ -13,12 +13,12 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from pydantic import SecretStr
 
 from services.review_gateway.errors import PermissionDenied, Unauthenticated
-from services.review_gateway.store import ROLE_ADMIN, Reviewer, ReviewStore
+from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER, Reviewer, ReviewStore
 
 TOKEN_PREFIX = "act_"  # noqa: S105 - a prefix, not a secret
 BOOTSTRAP_ADMIN_ID = "admin"
@@ -56,13 +56,28 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     raise Unauthenticated("missing authorization metadata")
 
 
+#: Roles the review gateway admits (its API and web page); a producer token,
+#: made for the ingest service, is refused there.
+GATEWAY_ROLES = frozenset({ROLE_REVIEWER, ROLE_ADMIN})
+
+
 class Authenticator:
-    """Turns a bearer token into a :class:`Reviewer` (cached for a short time)."""
+    """Turns a bearer token into a :class:`Reviewer` (cached for a short time).
+
+    ``roles`` are the roles this edge admits: a valid token of another role is
+    PermissionDenied (a producer token cannot lease reviews; a reviewer token
+    cannot ingest).
+    """
 
     def __init__(
-        self, store: ReviewStore, admin_token: SecretStr | None, cache_s: float = 2.0
+        self,
+        store: ReviewStore,
+        admin_token: SecretStr | None,
+        cache_s: float = 2.0,
+        roles: Collection[str] = GATEWAY_ROLES,
     ) -> None:
         self._store = store
+        self._roles = frozenset(roles)
         self._admin_hash = token_sha256(admin_token.get_secret_value()) if admin_token else None
         self._cache_s = cache_s
         self._cache: dict[str, tuple[float, Reviewer]] = {}
@@ -81,7 +96,14 @@ class Authenticator:
                 self._cache.pop(digest, None)
 
     async def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Reviewer:
-        """The caller; Unauthenticated for a missing, unknown or disabled token."""
+        """The caller; Unauthenticated for a missing, unknown or disabled token,
+        PermissionDenied for a role this edge does not admit."""
+        reviewer = await self._lookup(metadata)
+        if reviewer.role not in self._roles:
+            raise PermissionDenied(f"the {reviewer.role} role cannot use this service")
+        return reviewer
+
+    async def _lookup(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Reviewer:
         token = bearer_token(metadata)
         digest = token_sha256(token)
         if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):

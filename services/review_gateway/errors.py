@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
 import grpc
 import psycopg
+import structlog
 from sqlalchemy import exc as sa_exc
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 
 class GatewayError(Exception):
@@ -78,3 +88,69 @@ def is_unavailable(exc: BaseException) -> bool:
         | psycopg.InterfaceError
         | OSError,
     )
+
+
+class _Counter(Protocol):
+    def labels(self, **labels: str) -> _Inc: ...
+
+
+class _Inc(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Histogram(Protocol):
+    def labels(self, **labels: str) -> _Observe: ...
+
+
+class _Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+async def answer_rpc(
+    method: str,
+    context: grpc.aio.ServicerContext,
+    call: Callable[[], Awaitable[T]],
+    *,
+    calls: _Counter,
+    latency: _Histogram,
+    unavailable: Callable[[BaseException], bool] = is_unavailable,
+    unavailable_message: str = "database unavailable, retry",
+) -> T:
+    """Run one RPC of a gRPC edge (the gateway's, the ingest service's) and map its outcome.
+
+    A :class:`GatewayError` aborts with its own code and message; ``TimeoutError``
+    with DEADLINE_EXCEEDED; an error ``unavailable`` recognises with UNAVAILABLE
+    (the client may retry); anything else with INTERNAL and a log line that
+    names only the error's type (messages can quote SQL parameters, i.e. item
+    content). Every call is counted in ``calls`` by method and code and timed in
+    ``latency``.
+    """
+    started = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        return await call()
+    except GatewayError as exc:
+        code = exc.code
+        await context.abort(exc.code, str(exc))
+        raise AssertionError("abort returned") from None
+    except TimeoutError:
+        code = grpc.StatusCode.DEADLINE_EXCEEDED
+        await context.abort(code, "deadline exceeded")
+        raise AssertionError("abort returned") from None
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except Exception as exc:
+        if isinstance(exc, grpc.aio.AbortError):
+            raise
+        if unavailable(exc):
+            code = grpc.StatusCode.UNAVAILABLE
+            log.warning("rpc_unavailable", method=method, error_type=type(exc).__name__)
+            await context.abort(code, unavailable_message)
+        code = grpc.StatusCode.INTERNAL
+        log.error("rpc_failed", method=method, error_type=type(exc).__name__)
+        await context.abort(code, "internal error")
+        raise AssertionError("abort returned") from None
+    finally:
+        calls.labels(method=method, code=code.name).inc()
+        latency.labels(method=method).observe(time.perf_counter() - started)

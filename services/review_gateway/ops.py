@@ -30,6 +30,7 @@ from services.review_gateway.labels import request_item
 from services.review_gateway.settings import GatewaySettings
 from services.review_gateway.store import (
     ROLE_ADMIN,
+    ROLE_PRODUCER,
     ROLE_REVIEWER,
     Adjudicated,
     DisputeRow,
@@ -45,7 +46,9 @@ log = structlog.get_logger(__name__)
 
 MAX_ID_CHARS = 200
 MAX_REASON_CHARS = 2000
-ROLES = (ROLE_REVIEWER, ROLE_ADMIN)
+#: Roles an admin can give an account; producer accounts ingest (services.ingest)
+#: and are refused by the gateway's own edges.
+ROLES = (ROLE_REVIEWER, ROLE_ADMIN, ROLE_PRODUCER)
 SKIP_REASONS = frozenset(api_pb2.SkipReason.values())
 # Between two looks at the queue during a long poll, in case a change signal
 # from another replica (which this process cannot see) made an item leasable.

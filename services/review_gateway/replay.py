@@ -23,6 +23,11 @@ Usage::
 
     python -m services.review_gateway.replay --target host:port --token TOKEN \\
         --labels held.jsonl --accuracy 0.95 --seconds-per-item 0 --concurrency 8 --task TASK
+
+The channel is plaintext unless ``--tls-ca`` (or ``ACT_CLIENT_TLS_CA_FILE``)
+names the CA of the gateway's certificate; ``--tls-cert``/``--tls-key``
+(``ACT_CLIENT_TLS_CERT_FILE``/``_KEY_FILE``) add a client certificate for a
+gateway that requires one (mutual TLS).
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ import grpc
 from act.v1 import api_pb2, api_pb2_grpc
 
 from services.review_gateway.auth import bearer_metadata
+from services.runtime.grpc_client import (
+    ClientTLS,
+    GrpcTlsError,
+    add_tls_arguments,
+    channel,
+    tls_from_arguments,
+)
 
 T = TypeVar("T")
 
@@ -105,6 +117,7 @@ class ReplayConfig:
     missing: Missing = "machine"
     leave_for_people: int = 0  # skip the first N distinct items leased, for people
     record: bool = False  # keep a per-event history (tests)
+    tls: ClientTLS | None = None  # None = plaintext channel
 
 
 @dataclass
@@ -185,10 +198,8 @@ class ReplayReviewer:
     async def run(self) -> ReplaySummary:
         """Review until done; returns the summary."""
         started = time.monotonic()
-        async with grpc.aio.insecure_channel(
-            self.config.target, options=CHANNEL_OPTIONS
-        ) as channel:
-            stub = api_pb2_grpc.ReviewServiceStub(channel)
+        async with channel(self.config.target, self.config.tls, CHANNEL_OPTIONS) as ch:
+            stub = api_pb2_grpc.ReviewServiceStub(ch)
             await asyncio.gather(*(self._worker(stub) for _ in range(self.config.concurrency)))
         self.summary.seconds = time.monotonic() - started
         return self.summary
@@ -349,7 +360,12 @@ def _parse(argv: list[str] | None) -> ReplayConfig:
         metavar="N",
         help="skip the first N distinct items leased, leaving them for people (default 0)",
     )
+    add_tls_arguments(parser, "the gateway")
     args = parser.parse_args(argv)
+    try:
+        tls = tls_from_arguments(args)
+    except GrpcTlsError as exc:
+        parser.error(str(exc))
     if not args.token:
         parser.error("--token or ACT_REPLAY_TOKEN is required")
     if args.concurrency < 1:
@@ -371,6 +387,7 @@ def _parse(argv: list[str] | None) -> ReplayConfig:
         call_timeout_s=args.timeout,
         missing=args.missing,
         leave_for_people=args.leave_for_people,
+        tls=tls,
     )
 
 
@@ -390,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = asyncio.run(run())
+    except GrpcTlsError as exc:
+        print(json.dumps({"error": "TLS", "details": str(exc)}), file=sys.stderr)
+        return 2
     except grpc.aio.AioRpcError as exc:
         print(json.dumps({"error": exc.code().name, "details": exc.details()}), file=sys.stderr)
         return 1

@@ -7,10 +7,13 @@ connection is shared by all services and read from ``ACT_KAFKA_``.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.grpc_tls import ServerTLS
 
 
 class KafkaSettings(BaseSettings):
@@ -54,7 +57,14 @@ class KafkaSettings(BaseSettings):
 
 
 class ServiceSettings(BaseSettings):
-    """Settings every service has: logging, metrics and the gRPC port."""
+    """Settings every service has: logging, metrics, the gRPC port and its TLS.
+
+    gRPC is plaintext unless ``grpc_tls_cert_file`` and ``grpc_tls_key_file``
+    are set (both or neither); then the server listens with TLS only, and with
+    ``grpc_tls_client_ca_file`` also requires client certificates signed by
+    that CA (mutual TLS). Each service reads them with its own prefix, for
+    example ``ACT_SAMPLER_GRPC_TLS_CERT_FILE``.
+    """
 
     model_config = SettingsConfigDict(env_prefix="ACT_", extra="ignore")
 
@@ -65,7 +75,67 @@ class ServiceSettings(BaseSettings):
         50051, ge=0, le=65535, description="gRPC (health and service API); 0 = any free port."
     )
     grpc_reflection: bool = Field(False, description="Enable server reflection (not in prod).")
+    grpc_tls_cert_file: Path | None = Field(
+        None,
+        description="PEM certificate chain of the gRPC server; set with grpc_tls_key_file "
+        "to serve TLS only (no plaintext port). Unset = plaintext.",
+    )
+    grpc_tls_key_file: Path | None = Field(
+        None, description="PEM private key of grpc_tls_cert_file (never logged)."
+    )
+    grpc_tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle: when set, clients must present a certificate signed by "
+        "it (mutual TLS). Needs grpc_tls_cert_file and grpc_tls_key_file.",
+    )
     environment: Literal["dev", "test", "production"] = "dev"
+
+    @field_validator(
+        "grpc_tls_cert_file", "grpc_tls_key_file", "grpc_tls_client_ca_file", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (a blank ConfigMap entry) means unset, not the path ".".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check_grpc_tls(self) -> Self:
+        cert, key = self.grpc_tls_cert_file, self.grpc_tls_key_file
+        if (cert is None) != (key is None):
+            given, missing = (
+                ("grpc_tls_cert_file", "grpc_tls_key_file")
+                if key is None
+                else ("grpc_tls_key_file", "grpc_tls_cert_file")
+            )
+            raise ValueError(
+                f"{given} is set but {missing} is not: set both "
+                "(ACT_<SERVICE>_GRPC_TLS_CERT_FILE and _KEY_FILE) or neither"
+            )
+        if self.grpc_tls_client_ca_file is not None and cert is None:
+            raise ValueError(
+                "grpc_tls_client_ca_file needs grpc_tls_cert_file and grpc_tls_key_file "
+                "(mutual TLS runs over TLS)"
+            )
+        return self
+
+    def grpc_server_tls(self) -> ServerTLS | None:
+        """The gRPC server's TLS material, read from the files now; None = plaintext.
+
+        Raises :class:`~services.runtime.grpc_tls.GrpcTlsError` naming the
+        setting when a file is missing, unreadable or not PEM.
+        """
+        if self.grpc_tls_cert_file is None or self.grpc_tls_key_file is None:
+            return None
+        return ServerTLS.from_files(
+            self.grpc_tls_cert_file,
+            self.grpc_tls_key_file,
+            self.grpc_tls_client_ca_file,
+            names=(
+                "grpc_tls_cert_file (ACT_<SERVICE>_GRPC_TLS_CERT_FILE)",
+                "grpc_tls_key_file (ACT_<SERVICE>_GRPC_TLS_KEY_FILE)",
+                "grpc_tls_client_ca_file (ACT_<SERVICE>_GRPC_TLS_CLIENT_CA_FILE)",
+            ),
+        )
 
 
 class StageSettings(ServiceSettings):

@@ -1,4 +1,9 @@
-"""The gRPC server every service runs: health, optional reflection, its own API."""
+"""The gRPC server every service runs: health, optional reflection, its own API.
+
+Plaintext by default (local development); given a
+:class:`~services.runtime.grpc_tls.ServerTLS` it listens with TLS only, and
+requires client certificates when the TLS names a client CA (mutual TLS).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,29 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.runtime.grpc_tls import ServerTLS
+
 # (add_XServicer_to_server, servicer, full service name)
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
+def server_credentials(tls: ServerTLS) -> grpc.ServerCredentials:
+    """gRPC server credentials; client certificates are required when a client CA is set."""
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.cert_chain)],
+        root_certificates=tls.client_ca,
+        require_client_auth=tls.mutual,
+    )
+
+
 class GrpcServer:
-    """A grpc.aio server with ``grpc.health.v1`` wired to the service's state."""
+    """A grpc.aio server with ``grpc.health.v1`` wired to the service's state.
+
+    ``tls`` (None = plaintext) secures the one port it opens: with TLS there is
+    no plaintext port at all. Health and reflection are served on that port.
+    """
 
     def __init__(
         self,
@@ -28,6 +48,7 @@ class GrpcServer:
         *,
         max_receive_bytes: int = MAX_MESSAGE_BYTES,
         max_send_bytes: int = MAX_MESSAGE_BYTES,
+        tls: ServerTLS | None = None,
     ) -> None:
         # Oversize calls are refused with RESOURCE_EXHAUSTED before any handler runs.
         self.server = grpc.aio.server(
@@ -45,7 +66,12 @@ class GrpcServer:
         if reflection_enabled:
             names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
             reflection.enable_server_reflection(names, self.server)
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        self.tls = tls
+        if tls is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, server_credentials(tls))
 
     async def start(self) -> None:
         """Start serving; health is NOT_SERVING until :meth:`set_serving`."""

@@ -8,12 +8,11 @@ so the fit skips them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from act.v1 import item_pb2
 
+from services.runtime.claimcheck import ClaimCheckError, fetch_verified, store_for_reference
 from services.trainer.features import FeatureError, decode_item_image
 from services.trainer.models import InputKind
 
@@ -25,7 +24,7 @@ def raw_input(kind: InputKind, item: item_pb2.Item) -> Any:
         if which == "image_bytes":
             return decode_item_image(bytes(item.image_bytes))
         if which == "image_uri":
-            return decode_item_image(read_uri(item.image_uri))
+            return decode_item_image(read_uri(item.image_uri, item.image_sha256))
         raise FeatureError("item has no image")
     if kind in (InputKind.MINILM_EMBEDDING, InputKind.TEXT):
         if not item.text.strip():
@@ -39,12 +38,13 @@ def decode_stored_item(kind: InputKind, item: bytes) -> Any:
     return raw_input(kind, item_pb2.Item.FromString(item))
 
 
-def read_uri(uri: str) -> bytes:
-    """Resolve a claim-check reference on the local store (``file://`` or a path)."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise FeatureError(f"unsupported image_uri scheme {parsed.scheme!r}")
+def read_uri(uri: str, sha256: str = "") -> bytes:
+    """A claim-checked image (``file://``, a path, or ``s3://``), checked against
+    ``sha256``; a mismatch or an unreadable reference is a FeatureError (the fit
+    skips the item)."""
     try:
-        return Path(unquote(parsed.path)).read_bytes()
+        return fetch_verified(store_for_reference(uri), uri, sha256)
+    except ClaimCheckError as exc:
+        raise FeatureError(f"cannot use image_uri: {exc}") from exc
     except OSError as exc:
-        raise FeatureError(f"cannot read {uri}: {exc}") from exc
+        raise FeatureError(f"cannot read image_uri ({type(exc).__name__})") from exc

@@ -177,3 +177,28 @@ async def test_status_of_missing_topics_and_unreachable_broker(kafka_bootstrap: 
     down = await ainvoke(["status", "--bootstrap", "127.0.0.1:1"])
     assert down.exit_code == 1
     assert down.stderr.startswith("error: kafka:")
+
+
+def test_grpc_answer_rendering_and_proto_dead_letters():
+    report = status.build_stage_report(
+        stage="sampler",
+        topic_id="critiques",
+        topic="act.critiques.v1",
+        group="act-sampler",
+        begin={0: 2},
+        end={0: 9},
+        committed={0: 5},
+    )
+    assert report.committed_records == 3  # offsets 2..4 still exist
+    full = status.StatusReport(datetime(2025, 1, 1, tzinfo=UTC), "", [], [report])
+    proto = full.to_proto({"sampler": {"DecodeError": 2}}, include_partitions=False)
+    assert dict(proto.stages[0].dead_letters) == {"DecodeError": 2}
+    assert proto.stages[0].committed_records == 3 and not proto.stages[0].partitions
+    proto.tasks.add(task_id="t1", ingested=4, budget_spent=1, task_known=False)
+    table = status.render_proto(proto)
+    stage_row = next(line for line in table.splitlines() if line.startswith("sampler "))
+    assert stage_row.split()[-2:] == ["3", "DecodeError=2"]
+    task_row = next(line for line in table.splitlines() if line.startswith("t1 "))
+    assert task_row.split()[8:10] == ["1/?", "?"]  # budget unknown, no review database
+    assert "QUEUE ? = the server reads no review database." in table
+    assert "had not caught up" in table

@@ -133,6 +133,9 @@ def test_entrypoint_runs_every_service(tmp_path):
         assert (REPO / module.replace(".", "/") / "__init__.py").exists(), module
     assert run(ACT_SERVICE="sampler").stdout.strip() == "python -m services.sampler"
     assert run("act", "topics", "ensure").stdout.strip() == "act topics ensure"
+    # The health check is the project's own client (TLS from ACT_CLIENT_TLS_*).
+    check = "python -m services.runtime.health_check --target 127.0.0.1:50052"
+    assert run("healthcheck", "50052").stdout.strip() == check
     assert run("--help").returncode == 0
     assert run("nonsense").returncode == 64
     assert run().returncode == 64

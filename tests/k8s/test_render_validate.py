@@ -8,6 +8,7 @@ import pytest
 
 from services.k8sgen import render, schemas
 from services.k8sgen.render import K8S
+from services.review_gateway.settings import GatewaySettings
 from tests.k8s.conftest import find, one
 
 EXPECTED_KINDS = {
@@ -60,6 +61,41 @@ components:
     assert "vllm:num_requests_waiting" in trigger[0]["metadata"]["query"]
     # The annotator still scales on lag.
     assert one(objects, "ScaledObject", "annotator")["spec"]["triggers"][0]["type"] == "kafka"
+
+
+def test_review_gateway_grpc_tls_component_renders_and_validates(render_dir):
+    objects = render_dir(
+        """
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - {k8s}/overlays/production
+components:
+  - {k8s}/components/review-gateway-grpc-tls
+"""
+    )
+    assert not schemas.validate(objects)
+    config = one(objects, "ConfigMap", "review-gateway-config")["data"]
+    fields = set(GatewaySettings.model_fields)
+    for key in config:
+        if key.startswith("ACT_GATEWAY_"):
+            assert key.removeprefix("ACT_GATEWAY_").lower() in fields, key
+    pod = one(objects, "Deployment", "review-gateway")["spec"]["template"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "grpc-tls"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "grpc-tls"]
+    assert volume["secret"]["secretName"] == "review-gateway-grpc-tls" and mount["readOnly"]
+    for key in ("ACT_GATEWAY_GRPC_TLS_CERT_FILE", "ACT_GATEWAY_GRPC_TLS_KEY_FILE"):
+        assert config[key].startswith(mount["mountPath"] + "/"), key
+    assert config["ACT_CLIENT_TLS_CA_FILE"].startswith(mount["mountPath"] + "/")
+    # Kubelet's gRPC probes speak plaintext only: the TLS probes are the project's client.
+    container = pod["containers"][0]
+    for probe in ("startupProbe", "readinessProbe"):
+        assert "grpc" not in container[probe], probe
+        assert container[probe]["exec"]["command"] == ["act-service", "healthcheck", "50051"]
+    ingress = one(objects, "Ingress", "review-gateway")["metadata"]["annotations"]
+    assert ingress["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"
+    ports = {p["name"]: p for p in one(objects, "Service", "review-gateway")["spec"]["ports"]}
+    assert "appProtocol" not in ports["grpc"]
 
 
 def test_the_validator_rejects_what_the_api_server_would(overlays):

@@ -103,6 +103,25 @@ async def test_admin_only_rpcs(running: Running):
     assert created.token.startswith("act_") and created.reviewer_id.startswith("usr_")
 
 
+async def test_a_producer_token_is_refused_by_the_gateway(running: Running):
+    """Producer accounts (made here, used by the ingest service) cannot review."""
+    created = await running.admin.CreateReviewer(
+        api_pb2.CreateReviewerRequest(name="feeder", role=api_pb2.REVIEWER_ROLE_PRODUCER)
+    )
+    producer = running.client(created.token)
+    await running.store.enqueue(make_request(7))
+    async with nothing_stored(running):
+        await expect(grpc.StatusCode.PERMISSION_DENIED, producer.lease())
+        await expect(
+            grpc.StatusCode.PERMISSION_DENIED,
+            producer.GetReviewerStats(api_pb2.GetReviewerStatsRequest()),
+        )
+    stats = await running.admin.GetReviewerStats(
+        api_pb2.GetReviewerStatsRequest(reviewer_id=created.reviewer_id)
+    )
+    assert stats.name == "feeder"
+
+
 async def test_out_of_range_label_and_bad_arguments(running: Running):
     alice, _, lease_id = await _leased(running)
     async with nothing_stored(running):

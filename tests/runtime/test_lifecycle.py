@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.devkit.kafkaio import make_topics, produce_items, unique_prefix
-from services.devkit.processes import read_log, reap
+from services.devkit.processes import read_log, reap, spawn_service
 from services.devkit.stack import free_port
 from services.runtime.config import KafkaSettings
 from tests.support.kafkaio import Collector, spawn_echo_stage
@@ -134,3 +134,48 @@ async def test_sigterm_during_startup_exits_0_without_committing(tmp_path: Path)
     events = [json.loads(line) for line in read_log(log).splitlines() if line.startswith("{")]
     assert any(e["event"] == "stopped_during_startup" for e in events)
     assert not any(e["event"] == "stage_started" for e in events)
+
+
+async def test_gateway_shares_the_lifecycle_sigterm_during_startup_exits_0(
+    tmp_path: Path,
+) -> None:
+    """The review gateway runs under the same lifecycle as the stages: a SIGTERM
+    while it still waits for its database abandons the start and exits 0."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a database that never answers
+    metrics_port = free_port()
+    log = tmp_path / "gateway.log"
+    proc = spawn_service(
+        "services.review_gateway",
+        {
+            "ACT_GATEWAY_DATABASE_URL": (
+                f"postgresql+psycopg://act:act@127.0.0.1:{silent.getsockname()[1]}/act"
+            ),
+            "ACT_GATEWAY_GRPC_PORT": str(free_port()),
+            "ACT_GATEWAY_METRICS_PORT": str(metrics_port),
+            "ACT_GATEWAY_HTTP_ENABLED": "false",
+            "ACT_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{silent.getsockname()[1]}",
+        },
+        log,
+    )
+    try:
+        # /metrics answers once the signal handlers are installed.
+        for _ in range(300):
+            assert proc.poll() is None, read_log(log)
+            try:
+                await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(
+                        f"http://127.0.0.1:{metrics_port}/metrics", timeout=1
+                    ).read()
+                )
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, read_log(log)
+    finally:
+        reap(proc)
+        silent.close()
+    events = [json.loads(line) for line in read_log(log).splitlines() if line.startswith("{")]
+    assert any(e["event"] == "stopped_during_startup" for e in events)
+    assert not any(e["event"] == "gateway_started" for e in events)

@@ -19,6 +19,7 @@ class ReviewerRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REVIEWER_ROLE_UNSPECIFIED: _ClassVar[ReviewerRole]
     REVIEWER_ROLE_REVIEWER: _ClassVar[ReviewerRole]
     REVIEWER_ROLE_ADMIN: _ClassVar[ReviewerRole]
+    REVIEWER_ROLE_PRODUCER: _ClassVar[ReviewerRole]
 
 class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +31,7 @@ class SkipReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 REVIEWER_ROLE_UNSPECIFIED: ReviewerRole
 REVIEWER_ROLE_REVIEWER: ReviewerRole
 REVIEWER_ROLE_ADMIN: ReviewerRole
+REVIEWER_ROLE_PRODUCER: ReviewerRole
 SKIP_REASON_UNSPECIFIED: SkipReason
 SKIP_REASON_UNSURE: SkipReason
 SKIP_REASON_DISTRESSING: SkipReason
@@ -65,26 +67,30 @@ class ListTasksResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class IngestError(_message.Message):
-    __slots__ = ("index", "item_id", "message")
+    __slots__ = ("index", "item_id", "message", "code")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     index: int
     item_id: str
     message: str
-    def __init__(self, index: _Optional[int] = ..., item_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    code: int
+    def __init__(self, index: _Optional[int] = ..., item_id: _Optional[str] = ..., message: _Optional[str] = ..., code: _Optional[int] = ...) -> None: ...
 
 class IngestSummary(_message.Message):
-    __slots__ = ("received", "accepted", "rejected", "errors")
+    __slots__ = ("received", "accepted", "rejected", "errors", "duplicates")
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     received: int
     accepted: int
     rejected: int
     errors: _containers.RepeatedCompositeFieldContainer[IngestError]
-    def __init__(self, received: _Optional[int] = ..., accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[IngestError, _Mapping]]] = ...) -> None: ...
+    duplicates: int
+    def __init__(self, received: _Optional[int] = ..., accepted: _Optional[int] = ..., rejected: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[IngestError, _Mapping]]] = ..., duplicates: _Optional[int] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
     __slots__ = ("task_id", "lease_seconds", "wait_seconds")
@@ -302,10 +308,12 @@ class CancelFitRequest(_message.Message):
     def __init__(self, fit_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
-    __slots__ = ("include_partitions",)
+    __slots__ = ("include_partitions", "task_id")
     INCLUDE_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
     include_partitions: bool
-    def __init__(self, include_partitions: _Optional[bool] = ...) -> None: ...
+    task_id: str
+    def __init__(self, include_partitions: _Optional[bool] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class PartitionLag(_message.Message):
     __slots__ = ("partition", "end_offset", "committed_offset", "lag")
@@ -320,7 +328,14 @@ class PartitionLag(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., end_offset: _Optional[int] = ..., committed_offset: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class StageStatus(_message.Message):
-    __slots__ = ("stage", "topic", "consumer_group", "records", "lag", "partitions", "members")
+    __slots__ = ("stage", "topic", "consumer_group", "records", "lag", "partitions", "members", "committed_records", "dead_letters")
+    class DeadLettersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     CONSUMER_GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +343,8 @@ class StageStatus(_message.Message):
     LAG_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     stage: str
     topic: str
     consumer_group: str
@@ -335,12 +352,81 @@ class StageStatus(_message.Message):
     lag: int
     partitions: _containers.RepeatedCompositeFieldContainer[PartitionLag]
     members: int
-    def __init__(self, stage: _Optional[str] = ..., topic: _Optional[str] = ..., consumer_group: _Optional[str] = ..., records: _Optional[int] = ..., lag: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., members: _Optional[int] = ...) -> None: ...
+    committed_records: int
+    dead_letters: _containers.ScalarMap[str, int]
+    def __init__(self, stage: _Optional[str] = ..., topic: _Optional[str] = ..., consumer_group: _Optional[str] = ..., records: _Optional[int] = ..., lag: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., members: _Optional[int] = ..., committed_records: _Optional[int] = ..., dead_letters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class LatestFit(_message.Message):
+    __slots__ = ("fit_id", "state", "finished_at", "metrics", "updated_at")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FIT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    fit_id: str
+    state: _training_pb2.FitState
+    finished_at: _timestamp_pb2.Timestamp
+    metrics: _containers.ScalarMap[str, float]
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, fit_id: _Optional[str] = ..., state: _Optional[_Union[_training_pb2.FitState, str]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TaskProgress(_message.Message):
+    __slots__ = ("task_id", "ingested", "annotated", "critiqued", "sampled_for_review", "machine_final", "reviewed", "finalized", "budget_fraction", "budget_hard_cap", "budget", "budget_spent", "review_queue_depth", "review_pending", "review_leased", "latest_fit", "dead_letters", "task_known")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATED_FIELD_NUMBER: _ClassVar[int]
+    CRITIQUED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FOR_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_FINAL_FIELD_NUMBER: _ClassVar[int]
+    REVIEWED_FIELD_NUMBER: _ClassVar[int]
+    FINALIZED_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_HARD_CAP_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_SPENT_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_PENDING_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_LEASED_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    TASK_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    ingested: int
+    annotated: int
+    critiqued: int
+    sampled_for_review: int
+    machine_final: int
+    reviewed: int
+    finalized: int
+    budget_fraction: float
+    budget_hard_cap: int
+    budget: int
+    budget_spent: int
+    review_queue_depth: int
+    review_pending: int
+    review_leased: int
+    latest_fit: LatestFit
+    dead_letters: int
+    task_known: bool
+    def __init__(self, task_id: _Optional[str] = ..., ingested: _Optional[int] = ..., annotated: _Optional[int] = ..., critiqued: _Optional[int] = ..., sampled_for_review: _Optional[int] = ..., machine_final: _Optional[int] = ..., reviewed: _Optional[int] = ..., finalized: _Optional[int] = ..., budget_fraction: _Optional[float] = ..., budget_hard_cap: _Optional[int] = ..., budget: _Optional[int] = ..., budget_spent: _Optional[int] = ..., review_queue_depth: _Optional[int] = ..., review_pending: _Optional[int] = ..., review_leased: _Optional[int] = ..., latest_fit: _Optional[_Union[LatestFit, _Mapping]] = ..., dead_letters: _Optional[int] = ..., task_known: _Optional[bool] = ...) -> None: ...
 
 class PipelineStatus(_message.Message):
-    __slots__ = ("stages", "observed_at")
+    __slots__ = ("stages", "observed_at", "tasks", "tasks_caught_up", "review_queue_known")
     STAGES_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_QUEUE_KNOWN_FIELD_NUMBER: _ClassVar[int]
     stages: _containers.RepeatedCompositeFieldContainer[StageStatus]
     observed_at: _timestamp_pb2.Timestamp
-    def __init__(self, stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskProgress]
+    tasks_caught_up: bool
+    review_queue_known: bool
+    def __init__(self, stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tasks: _Optional[_Iterable[_Union[TaskProgress, _Mapping]]] = ..., tasks_caught_up: _Optional[bool] = ..., review_queue_known: _Optional[bool] = ...) -> None: ...

@@ -899,7 +899,9 @@ class TrainingService:
 class PipelineStatusServiceStub:
     """---------------------------------------------------------------- status
 
-    Progress of the pipeline's stages, from Kafka consumer-group offsets.
+    Progress of the pipeline's stages, from Kafka consumer-group offsets, and
+    of each task, from the records of the pipeline's topics and the review
+    gateway's queue (services/pipeline_status).
     """
 
     def __init__(self, channel):
@@ -918,7 +920,9 @@ class PipelineStatusServiceStub:
 class PipelineStatusServiceServicer:
     """---------------------------------------------------------------- status
 
-    Progress of the pipeline's stages, from Kafka consumer-group offsets.
+    Progress of the pipeline's stages, from Kafka consumer-group offsets, and
+    of each task, from the records of the pipeline's topics and the review
+    gateway's queue (services/pipeline_status).
     """
 
     def GetStatus(self, request, context):
@@ -946,7 +950,9 @@ def add_PipelineStatusServiceServicer_to_server(servicer, server):
 class PipelineStatusService:
     """---------------------------------------------------------------- status
 
-    Progress of the pipeline's stages, from Kafka consumer-group offsets.
+    Progress of the pipeline's stages, from Kafka consumer-group offsets, and
+    of each task, from the records of the pipeline's topics and the review
+    gateway's queue (services/pipeline_status).
     """
 
     @staticmethod

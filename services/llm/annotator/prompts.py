@@ -71,7 +71,8 @@ def build(
     *,
     images: bool,
     max_tokens: int,
-    store_dir: str = "",
+    claim_store: str = "",
+    max_text_chars: int = 0,
 ) -> Prompt:
     """The annotation prompt of one item (``max_tokens``: the output cap, bounds the grammar)."""
     n_labels = require_labels(task)
@@ -85,7 +86,10 @@ def build(
         output_format=fmt.format(first_label=task.labels[0].name),
     )
     reminder = _REMINDER[reasoning]
-    parts = (*data_block(item_fields(item, images=images, store_dir=store_dir)), TextPart(reminder))
+    fields = item_fields(
+        item, images=images, claim_store=claim_store, max_text_chars=max_text_chars
+    )
+    parts = (*data_block(fields), TextPart(reminder))
     return chat_prompt(
         system,
         parts,

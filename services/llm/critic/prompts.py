@@ -173,7 +173,8 @@ def build(
     *,
     images: bool,
     max_tokens: int,
-    store_dir: str = "",
+    claim_store: str = "",
+    max_text_chars: int = 0,
 ) -> Prompt:
     """The criticism prompt of one annotation."""
     require_labels(task)
@@ -186,7 +187,9 @@ def build(
         what=_TASK.get(modality, _TASK[S.MODALITY_TEXT]),
         output_format=spec.instruction,
     )
-    fields = item_fields(item, images=images, store_dir=store_dir)
+    fields = item_fields(
+        item, images=images, claim_store=claim_store, max_text_chars=max_text_chars
+    )
     if strategy == S.CRITIQUE_STRATEGY_DEVILS_ADVOCATE:
         fields.append(DataField("annotator_statement", text=statement_of(annotation, task)))
     label = _LABEL_LINE.format(

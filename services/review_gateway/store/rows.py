@@ -8,6 +8,9 @@ from typing import Any
 
 ROLE_REVIEWER = "reviewer"
 ROLE_ADMIN = "admin"
+#: May call the ingest service (define tasks, stream items); the ingest service
+#: accepts it and admins, and refuses reviewers.
+ROLE_PRODUCER = "producer"
 #: Actor of the audit rows the gateway writes on its own (enqueue, reaper, relay).
 SYSTEM = "system"
 

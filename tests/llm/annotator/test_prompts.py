@@ -104,3 +104,25 @@ def test_grammar_constrains_index_range() -> None:
     prompt = build(item_pb2.Item(item_id="i", task_id="t1", text="x"))
     assert prompt.spec.gbnf == 'root ::= "[" ("0" | "1") "]"\n'
     assert re.fullmatch(prompt.spec.regex, "[1]") and not re.fullmatch(prompt.spec.regex, "[2]")
+
+
+def test_long_text_is_cut_inside_the_block_when_asked() -> None:
+    text = "word " * 2000  # 10,000 characters
+    item = item_pb2.Item(item_id="i1", task_id="t1", text=text)
+    whole = user_text(build(item))
+    assert text.strip() in whole
+    cut = user_text(
+        prompts.build(
+            task(),
+            item,
+            C.ANNOTATION_STRATEGY_NAIVE,
+            images=True,
+            max_tokens=64,
+            max_text_chars=300,
+        )
+    )
+    markers = list(MARKER.finditer(cut))
+    assert [m.group(1) for m in markers] == ["BEGIN", "END"]
+    note = cut.index("[... cut: 9700 more characters]")
+    assert markers[0].end() < note < markers[1].start()
+    assert len(cut) < 1000
