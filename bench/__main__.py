@@ -36,8 +36,8 @@ class BenchEnv:
         self.tmp.chmod(0o755)
         self._broker: LocalBroker | None = None
         self._postgres: LocalPostgres | None = None
-        # Local model servers by profile: (state dir, base URL).
-        self._llms: dict[str, tuple[Path, str]] = {}
+        # Local model servers by profile: (state dir, port).
+        self._llms: dict[str, tuple[Path, int]] = {}
 
     async def bootstrap(self) -> str:
         if env := os.environ.get("ACT_BENCH_KAFKA_BOOTSTRAP"):
@@ -74,10 +74,10 @@ class BenchEnv:
                     check=True, timeout=3600, cwd=REPO_ROOT,
                 )  # fmt: skip
             await asyncio.to_thread(self._llm("up", state, profile, port))
-            self._llms[profile] = (state, f"http://127.0.0.1:{port}/v1")
-        return self._llms[profile][1]
+            self._llms[profile] = (state, port)
+        return f"http://127.0.0.1:{self._llms[profile][1]}/v1"
 
-    def _llm(self, command: str, state: Path, profile: str, port: int = 0) -> Callable[[], None]:
+    def _llm(self, command: str, state: Path, profile: str, port: int) -> Callable[[], None]:
         def run() -> None:
             env = {
                 **os.environ,
@@ -94,8 +94,9 @@ class BenchEnv:
         return run
 
     async def close(self) -> None:
-        for profile, (state, _) in self._llms.items():
-            await asyncio.to_thread(self._llm("down", state, profile))
+        for profile, (state, port) in self._llms.items():
+            # The script recognises its server by the port: "down" needs the same one.
+            await asyncio.to_thread(self._llm("down", state, profile, port))
         if self._broker is not None:
             await asyncio.to_thread(self._broker.stop)
         if self._postgres is not None:
