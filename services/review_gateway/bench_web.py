@@ -47,6 +47,11 @@ def _serve(values: dict[str, Any], ports: Any, stop: Any) -> None:
     """Child process: the gateway (gRPC and web, no Kafka) until ``stop`` is set."""
     from services.review_gateway.app import Gateway
     from services.review_gateway.settings import GatewaySettings
+    from services.runtime.logging import configure_logging
+
+    # A spawned child starts with structlog's defaults (console, stdout): its
+    # logs would land between the benchmark's JSON lines.
+    configure_logging("review-gateway", "WARNING")
 
     async def main() -> None:
         gateway = Gateway(GatewaySettings(**values), kafka=None, host="127.0.0.1")
