@@ -24,6 +24,7 @@ from services.annotator.settings import AnnotatorSettings
 from services.annotator.stage import AnnotatorStage
 from services.backends.build import llm_backends
 from services.devkit import benchkit
+from services.llm.settings import LOCAL_SERVER_OPTIONS, LOCAL_SERVER_STAGE
 from services.runtime.tasks import StaticTaskSource
 
 _TOPICS = ("items", "annotations", "dlq")
@@ -126,13 +127,8 @@ async def bench_local_annotator_items_per_s(
         [_MAILS[i % len(_MAILS)] + f" (ref {i})" for i in range(items)],
         partitions,
         timeout_s,
-        stage={"max_in_flight": 4, "handler_timeout_s": 600.0},
-        llm={
-            "concurrency": 2,
-            "timeout_s": 300.0,
-            "structured_output": "gbnf",
-            "supports_images": False,
-        },
+        stage=LOCAL_SERVER_STAGE,
+        llm=LOCAL_SERVER_OPTIONS,
     )
 
 

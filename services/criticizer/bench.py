@@ -25,6 +25,7 @@ from services.backends.build import llm_backends
 from services.criticizer.settings import CriticizerSettings
 from services.criticizer.stage import CriticizerStage
 from services.devkit import benchkit
+from services.llm.settings import LOCAL_SERVER_OPTIONS, LOCAL_SERVER_STAGE
 from services.runtime.tasks import StaticTaskSource
 
 _TOPICS = ("annotations", "critiques", "dlq")
@@ -163,14 +164,8 @@ async def bench_local_critic_items_per_s(
         items,
         partitions,
         timeout_s,
-        stage={"max_in_flight": 4, "handler_timeout_s": 600.0},
-        llm={
-            "concurrency": 2,
-            "timeout_s": 300.0,
-            "structured_output": "gbnf",
-            "supports_images": False,
-            "max_tokens_cot": max_tokens_cot,
-        },
+        stage=LOCAL_SERVER_STAGE,
+        llm={**LOCAL_SERVER_OPTIONS, "max_tokens_cot": max_tokens_cot},
     )
 
 

@@ -34,6 +34,7 @@ from services.evaluation.candidates import (
     close_candidates,
     run_selection,
 )
+from services.llm.settings import LOCAL_SERVER_OPTIONS
 
 Say = Callable[[str], None]
 
@@ -48,13 +49,7 @@ STRATEGIES: dict[str, common_pb2.CritiqueStrategy.ValueType] = {
 
 def llm_options(config: DemoConfig) -> dict[str, object]:
     """LLM client options of the demo (one CPU server, one or two requests at a time)."""
-    return {
-        "concurrency": 2,
-        "timeout_s": 300.0,
-        "structured_output": "gbnf",
-        "supports_images": False,
-        "max_text_chars": config.llm_max_text_chars,
-    }
+    return {**LOCAL_SERVER_OPTIONS, "max_text_chars": config.llm_max_text_chars}
 
 
 def stage_env(config: DemoConfig, base_url: str) -> dict[str, str]:

@@ -93,6 +93,20 @@ class LLMOptions(BaseSettings):
     )
 
 
+#: LLM client options for one local CPU server (``deploy/llm-server.sh``): one or
+#: two requests at a time, grammar-constrained answers, text only, and a timeout
+#: for a slow CPU. The demo and the local-model benchmarks use them.
+LOCAL_SERVER_OPTIONS: dict[str, object] = {
+    "concurrency": 2,
+    "timeout_s": 300.0,
+    "structured_output": "gbnf",
+    "supports_images": False,
+}
+#: Stage settings that go with them: few records in flight, a handler deadline
+#: that fits a CPU model call.
+LOCAL_SERVER_STAGE: dict[str, object] = {"max_in_flight": 4, "handler_timeout_s": 600.0}
+
+
 def check_handler_timeout(handler_timeout_s: float, options: LLMOptions) -> None:
     """Refuse settings whose handler deadline cannot fit the model calls it makes.
 

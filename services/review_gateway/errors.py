@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import grpc
 import psycopg
 import structlog
+from prometheus_client import Counter, Histogram
 from sqlalchemy import exc as sa_exc
 
 T = TypeVar("T")
@@ -90,29 +91,13 @@ def is_unavailable(exc: BaseException) -> bool:
     )
 
 
-class _Counter(Protocol):
-    def labels(self, **labels: str) -> _Inc: ...
-
-
-class _Inc(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
-
-
-class _Histogram(Protocol):
-    def labels(self, **labels: str) -> _Observe: ...
-
-
-class _Observe(Protocol):
-    def observe(self, amount: float) -> None: ...
-
-
 async def answer_rpc(
     method: str,
     context: grpc.aio.ServicerContext,
     call: Callable[[], Awaitable[T]],
     *,
-    calls: _Counter,
-    latency: _Histogram,
+    calls: Counter,
+    latency: Histogram,
     unavailable: Callable[[BaseException], bool] = is_unavailable,
     unavailable_message: str = "database unavailable, retry",
 ) -> T:
