@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 
-.PHONY: help venv install datasets browser stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo chaos report clean
+.PHONY: help venv install datasets browser stack-up stack-down stack-status protos protos-check lint fmt test test-fast bench demo chaos report study clean
 
 help:
 	@echo "make demo      run the main job (installs, starts the local stack, runs the pipeline)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench     run the benchmarks (one JSON object per metric)"
 	@echo "make chaos     the whole pipeline under SIGKILLs and restarts (~10 min, one JSON line)"
 	@echo "make report    the full-size Table 3 for Fashion-MNIST and SpamAssassin (~50 min)"
+	@echo "make study     the paper's strategy study on the local models (~2 h, docs/study/)"
 	@echo "make protos    regenerate protobuf/gRPC code from protos/"
 	@echo "make stack-up  start Kafka (KRaft) and PostgreSQL locally; stack-down stops them"
 
@@ -87,6 +88,12 @@ chaos: $(STAMP) datasets
 # with plots under reports/<dataset>/.
 report: $(STAMP) datasets
 	$(BIN)/python -m services.experiments --dataset fashion --dataset spam --preset report --out reports
+
+# The paper's strategy study (Figures 2-4, seven insights) on the local models,
+# sized to fit --budget-minutes (default 110), written to docs/study/; raw
+# per-call results in .local/study/. STUDY_ARGS go to it, e.g. "--items 40".
+study: $(STAMP) datasets
+	$(BIN)/python -m services.study $(STUDY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -166,6 +166,16 @@ async def llm_stages_suite(env: BenchEnv) -> Result:
     ]
 
 
+async def batch_path_suite(env: BenchEnv) -> Result:
+    from services.batchapi.bench import bench_batch_path
+
+    rate, cost = await bench_batch_path(await env.bootstrap())
+    return [
+        ("batch_path_items_per_s", rate, "items/s"),
+        ("batch_path_cost_per_item_usd", cost, "USD"),
+    ]
+
+
 async def smollm2_suite(env: BenchEnv) -> Result:
     from services.criticizer.bench import bench_smollm2_critic_items_per_s
 
@@ -225,6 +235,7 @@ SUITES: dict[str, Callable[[BenchEnv], Awaitable[Result]]] = {
     "ingest": ingest_suite,
     "review_web": review_web_suite,
     "llm_stages": llm_stages_suite,
+    "batch_path": batch_path_suite,
     "smollm2": smollm2_suite,
     "injection": injection_suite,
     "qwen": qwen_suite,

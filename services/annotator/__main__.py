@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from services.annotator.settings import AnnotatorSettings
 from services.annotator.stage import STRATEGIES, AnnotatorStage
-from services.backends.build import build_model_stage
+from services.backends.build import build_backend_stage
 from services.runtime.app import run_stage_main
 from services.runtime.config import KafkaSettings
 
 
 def build_stage(settings: AnnotatorSettings, kafka: KafkaSettings) -> AnnotatorStage:
     """The stage these settings describe (clients connect and models fit lazily)."""
-    return build_model_stage(
+    return build_backend_stage(
         AnnotatorStage,
         "annotator",
         settings,

@@ -17,8 +17,8 @@ from typing import Any
 from act.v1 import annotation_pb2, common_pb2, item_pb2
 from prometheus_client import Counter
 
-from services.models.base import AnnotatorBackend
-from services.models.stage import ModelStage
+from services.backend_api.protocols import AnnotatorBackend
+from services.backend_api.stage import BackendStage
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Envelope, Output
 
@@ -42,7 +42,7 @@ def annotation_id(task_id: str, item_id: str) -> str:
 
 
 class AnnotatorStage(
-    ModelStage[item_pb2.Item, AnnotatorBackend, common_pb2.AnnotationStrategy.ValueType]
+    BackendStage[item_pb2.Item, AnnotatorBackend, common_pb2.AnnotationStrategy.ValueType]
 ):
     """Item -> Annotation through an :class:`AnnotatorBackend`."""
 

@@ -7,7 +7,7 @@
 * :mod:`~services.backends.build`: the one backend builder. Given a backend
   choice and LLM options, LLM options alone, or a few-shot spec and a labelled
   pool, it returns an annotator and a critic over one model and the client to
-  close. The services (``build_model_stage``), their benchmarks and
+  close. The services (``build_backend_stage``), their benchmarks and
   ``act select-models`` (:mod:`services.evaluation.candidates`) all use it.
 
 Dependency direction (one way; ``lint-imports`` keeps it acyclic)::
@@ -27,7 +27,7 @@ Dependency direction (one way; ``lint-imports`` keeps it acyclic)::
           |                    |
           +---------+----------+
                     v
-    services.models, services.runtime         (protocols, ModelStage, retry, tasks)
+    services.backend_api, services.runtime         (protocols, BackendStage, retry, tasks)
 
 Nothing below imports ``services.backends``, and the stage packages import no
 backend implementation: a new backend is a module under ``services.llm`` or

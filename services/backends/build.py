@@ -6,7 +6,7 @@ candidate), it returns :class:`Backends`: an annotator and a critic over the
 same model, the provider name their outputs carry, and the client to close.
 Its callers:
 
-* the annotator and criticizer services (:func:`build_model_stage`, from their
+* the annotator and criticizer services (:func:`build_backend_stage`, from their
   ``__main__``) and their benchmarks (:func:`llm_backends`);
 * ``act select-models`` (:mod:`services.evaluation.candidates`:
   :func:`llm_backends`, :func:`fewshot_seed_backends`).
@@ -25,15 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from services.backend_api.protocols import AnnotatorBackend, CriticBackend
 from services.backends.settings import BackendSettings, ModelStageSettings
 from services.llm.settings import LLMOptions
-from services.models.base import AnnotatorBackend, CriticBackend
 from services.runtime.config import KafkaSettings
 from services.runtime.tasks import TaskRegistry
 
 if TYPE_CHECKING:
+    from services.backend_api.stage import BackendStage
     from services.fewshot.pools import LabelledPool
-    from services.models.stage import ModelStage
 
 Role = Literal["annotator", "critic"]
 
@@ -104,10 +104,10 @@ def build_backends(choice: BackendSettings, llm: LLMOptions) -> Backends:
     return llm_backends(llm)
 
 
-ST = TypeVar("ST", bound="ModelStage[Any, Any, Any]")
+ST = TypeVar("ST", bound="BackendStage[Any, Any, Any]")
 
 
-def build_model_stage(
+def build_backend_stage(
     stage: type[ST],
     role: Role,
     settings: ModelStageSettings,

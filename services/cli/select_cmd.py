@@ -115,11 +115,11 @@ def select_models_cmd(
     except (ValueError, OSError) as exc:
         fail(str(exc), 2)
     for spec in fewshot_specs:
-        from services.fewshot.model import MODEL_SPECS
+        from services.fewshot.model import FEWSHOT_SPECS
 
-        if MODEL_SPECS[spec.spec].modality != pool.modality:
+        if FEWSHOT_SPECS[spec.spec].modality != pool.modality:
             fail(
-                f"{spec.name} is a model for {MODEL_SPECS[spec.spec].modality} data; "
+                f"{spec.name} is a model for {FEWSHOT_SPECS[spec.spec].modality} data; "
                 f"the data is {pool.modality}",
                 2,
             )

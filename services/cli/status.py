@@ -125,7 +125,19 @@ def render_proto(status: api_pb2.PipelineStatus, *, partitions: bool = False) ->
     :func:`render_table`, with dead letters by reason) and the per-task table."""
     lines = [f"observed at {status.observed_at.ToDatetime().isoformat()}Z", ""]
     lines += _table(
-        ["STAGE", "GROUP", "TOPIC", "RECORDS~", "LAG", "MEMBERS", "COMMITTED~", "DEAD LETTERS"],
+        [
+            "STAGE",
+            "GROUP",
+            "TOPIC",
+            "RECORDS~",
+            "LAG",
+            "MEMBERS",
+            "COMMITTED~",
+            "REPLICAS",
+            "IN FLIGHT",
+            "RETRIES",
+            "DEAD LETTERS",
+        ],
         [
             (
                 s.stage,
@@ -135,6 +147,9 @@ def render_proto(status: api_pb2.PipelineStatus, *, partitions: bool = False) ->
                 s.lag,
                 s.members,
                 s.committed_records,
+                s.live_replicas,
+                s.in_flight,
+                s.retries,
                 _reasons(s.dead_letters),
             )
             for s in status.stages

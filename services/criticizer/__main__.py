@@ -11,7 +11,7 @@ logprobs. Settings: :mod:`services.criticizer.settings`; the backend:
 
 from __future__ import annotations
 
-from services.backends.build import build_model_stage
+from services.backends.build import build_backend_stage
 from services.criticizer.settings import CriticizerSettings
 from services.criticizer.stage import STRATEGIES, CriticizerStage
 from services.runtime.app import run_stage_main
@@ -20,7 +20,7 @@ from services.runtime.config import KafkaSettings
 
 def build_stage(settings: CriticizerSettings, kafka: KafkaSettings) -> CriticizerStage:
     """The stage these settings describe (clients connect and models fit lazily)."""
-    return build_model_stage(
+    return build_backend_stage(
         CriticizerStage,
         "critic",
         settings,

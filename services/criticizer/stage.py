@@ -16,9 +16,9 @@ from typing import Any
 from act.v1 import annotation_pb2, common_pb2, critique_pb2, task_pb2
 from prometheus_client import Counter, Histogram
 
+from services.backend_api.protocols import CriticBackend, CritiqueResult
+from services.backend_api.stage import BackendStage
 from services.llm.prompting import OPENAI_PROVIDERS
-from services.models.base import CriticBackend, CritiqueResult
-from services.models.stage import ModelStage
 from services.runtime.retry import PermanentError
 from services.runtime.stage import Envelope, Identity, Output
 
@@ -62,7 +62,7 @@ def same_model(a: common_pb2.ModelRef, b: common_pb2.ModelRef) -> bool:
 
 
 class CriticizerStage(
-    ModelStage[annotation_pb2.Annotation, CriticBackend, common_pb2.CritiqueStrategy.ValueType]
+    BackendStage[annotation_pb2.Annotation, CriticBackend, common_pb2.CritiqueStrategy.ValueType]
 ):
     """Annotation -> Critique through a :class:`CriticBackend`."""
 

@@ -16,15 +16,15 @@ def service_model_accuracy(checkpoint_uri: str, raw: Any, labels: np.ndarray) ->
 
     from services.trainer.features import prepare_inputs
     from services.trainer.fit import predict
-    from services.trainer.models import build_model, model_spec
+    from services.trainer.networks import build_network, network_spec
 
     path = Path(checkpoint_uri.removeprefix("file://"))
     payload = torch.load(path, map_location="cpu", weights_only=True)
     config = training_pb2.FitConfig.FromString(payload["config"])
     params = {k: v for k, v in config.params.items() if k != "num_classes"}
-    spec = model_spec(str(payload["model_name"]))
+    spec = network_spec(str(payload["model_name"]))
     num_classes = int(config.params.get("num_classes", "0")) or int(labels.max()) + 1
-    model = build_model(spec.name, num_classes, params)
+    model = build_network(spec.name, num_classes, params)
     model.load_state_dict(payload["model"])
     predicted = predict(model, prepare_inputs(spec.input_kind, raw)).numpy()
     return float((predicted == labels).mean())

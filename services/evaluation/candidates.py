@@ -2,7 +2,7 @@
 
 A candidate is a model that can act both as annotator and as critic:
 
-- ``fewshot:SPEC[:K]``: a few-shot local model (:data:`services.fewshot.model.MODEL_SPECS`,
+- ``fewshot:SPEC[:K]``: a few-shot local model (:data:`services.fewshot.model.FEWSHOT_SPECS`,
   e.g. ``fewshot:logreg-minilm:16``) fit on K seed examples per class (default
   by modality). As annotator it outputs its argmax; as critic
   eps = 1 - P(given label | item).
@@ -31,10 +31,10 @@ from typing import Any, Literal
 import numpy as np
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import AnnotatorBackend, CriticBackend
 from services.backends.build import Backends, fewshot_seed_backends, llm_backends
 from services.core.selection import SelectionReport, select_models
 from services.llm.settings import LLMOptions
-from services.models.base import AnnotatorBackend, CriticBackend
 
 PairMode = Literal["all", "recommended"]
 
@@ -93,12 +93,12 @@ def parse_candidate(text: str) -> FewShotSpec | LLMSpec:
             "or anthropic:MODEL"
         )
     if kind == "fewshot":
-        from services.fewshot.model import MODEL_SPECS
+        from services.fewshot.model import FEWSHOT_SPECS
 
         spec, _, k = rest.partition(":")
-        if spec not in MODEL_SPECS:
+        if spec not in FEWSHOT_SPECS:
             raise CandidateError(
-                f"unknown few-shot model {spec!r}; known: {', '.join(sorted(MODEL_SPECS))}"
+                f"unknown few-shot model {spec!r}; known: {', '.join(sorted(FEWSHOT_SPECS))}"
             )
         if k and (not k.isdigit() or int(k) < 1):
             raise CandidateError(f"bad seed size {k!r} in {text!r} (a positive integer)")

@@ -27,7 +27,7 @@ DatasetName = Literal["fashion", "spam"]
 Modality = Literal["image", "text"]
 IntArray = npt.NDArray[np.int64]
 
-#: The downstream model of each data set (services.trainer.models).
+#: The downstream model of each data set (services.trainer.networks).
 DEFAULT_MODELS: dict[str, str] = {"fashion": "cnn-28x28", "spam": "minilm-head"}
 #: Fashion-MNIST training images kept out of the full-size training set for the
 #: few-shot seed (it needs dozens of examples per class).

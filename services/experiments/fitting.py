@@ -25,7 +25,7 @@ from services.trainer.data import ActDataset, Inputs, LabelledSet
 from services.trainer.fit import TrainConfig, accuracy, new_state, train
 from services.trainer.hpo import Candidate, grid
 from services.trainer.loss import Objective
-from services.trainer.models import build_model
+from services.trainer.networks import build_network
 from services.trainer.sampling import Rule, SampledReviews, sample_reviews
 
 
@@ -48,7 +48,7 @@ class FitContext:
 
     def make_model(self) -> nn.Module:
         """A freshly initialised downstream model (seed torch first for reproducible weights)."""
-        return build_model(self.model, self.num_classes, self.config.model_params)
+        return build_network(self.model, self.num_classes, self.config.model_params)
 
 
 @dataclass(frozen=True, slots=True)

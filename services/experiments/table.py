@@ -63,7 +63,7 @@ from services.trainer.data import LabelledSet
 from services.trainer.features import prepare_inputs
 from services.trainer.fit import TrainConfig
 from services.trainer.hpo import Candidate
-from services.trainer.models import model_spec
+from services.trainer.networks import network_spec
 from services.trainer.sampling import Rule
 
 
@@ -92,7 +92,7 @@ def compute_table(
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
     model = cfg.model or DEFAULT_MODELS[data.name]
-    spec = model_spec(model)
+    spec = network_spec(model)
     human = data.train.labels
     if annotations.labels.shape != human.shape:
         raise ValueError("annotations do not match the training items")

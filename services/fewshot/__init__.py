@@ -6,7 +6,7 @@ candidates for ``act select-models``. Imports are light: the MiniLM encoder
 (torch) loads only when a text model first embeds something.
 """
 
-from services.fewshot.model import MODEL_SPECS, FewShotModel, ModelSpec, build_model
+from services.fewshot.model import FEWSHOT_SPECS, FewShotModel, FewShotSpec, build_fewshot_model
 from services.fewshot.pair import (
     DEFAULT_MODELS,
     DEFAULT_PER_CLASS,
@@ -25,17 +25,17 @@ from services.fewshot.seed import SeedSelection, select_seed
 __all__ = [
     "DEFAULT_MODELS",
     "DEFAULT_PER_CLASS",
-    "MODEL_SPECS",
+    "FEWSHOT_SPECS",
     "PROVIDER",
     "FewShotAnnotator",
     "FewShotCritic",
     "FewShotModel",
     "FewShotPair",
+    "FewShotSpec",
     "LabelledPool",
-    "ModelSpec",
     "SeedSelection",
     "annotator_from_ref",
-    "build_model",
+    "build_fewshot_model",
     "build_pair",
     "builtin_pool",
     "critic_from_ref",

@@ -2,7 +2,7 @@
 
 ``FewShotModel`` is the unit that the annotator and critic backends, the
 benchmarks and ``act select-models`` share. Specs name the combinations we
-ship (:data:`MODEL_SPECS`), e.g. ``logreg-pixels`` (logistic regression on raw
+ship (:data:`FEWSHOT_SPECS`), e.g. ``logreg-pixels`` (logistic regression on raw
 pixels) or ``knn-minilm`` (nearest neighbours on sentence embeddings).
 """
 
@@ -128,7 +128,7 @@ ImageModel = FewShotModel[ImageStack]
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class FewShotSpec:
     """A named features + classifier combination that can build fresh models."""
 
     name: str
@@ -143,8 +143,8 @@ def _spec(
     description: str,
     features: Callable[[], Features[Any]],
     classifier: Callable[[], Classifier],
-) -> ModelSpec:
-    return ModelSpec(
+) -> FewShotSpec:
+    return FewShotSpec(
         name=name,
         modality=modality,
         description=description,
@@ -154,7 +154,7 @@ def _spec(
 
 #: Few-shot models by name. The defaults of the pair are marked in the docs of
 #: :mod:`services.fewshot.pair`; the rest are candidates for model selection.
-MODEL_SPECS: dict[str, ModelSpec] = {
+FEWSHOT_SPECS: dict[str, FewShotSpec] = {
     spec.name: spec
     for spec in (
         _spec(
@@ -219,10 +219,10 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 }
 
 
-def build_model(name: str) -> FewShotModel[Any]:
+def build_fewshot_model(name: str) -> FewShotModel[Any]:
     """A fresh (unfitted) model of the named spec."""
     try:
-        return MODEL_SPECS[name].build()
+        return FEWSHOT_SPECS[name].build()
     except KeyError:
-        known = ", ".join(sorted(MODEL_SPECS))
+        known = ", ".join(sorted(FEWSHOT_SPECS))
         raise ValueError(f"unknown few-shot model {name!r}; known: {known}") from None

@@ -24,7 +24,7 @@ Seed sizes (:data:`DEFAULT_PER_CLASS`), measured over seeds 0-4:
 - SpamAssassin, 32 emails per class: annotator accuracy 88-95% (seeds 0-2, on
   3,000 other emails), critic ABS 0.92-0.96; 16 per class gives 85-92%.
 
-Both backends implement :mod:`services.models.base`'s protocols, so the
+Both backends implement :mod:`services.backend_api.protocols`'s protocols, so the
 annotator and criticizer services run them like any LLM backend.
 """
 
@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import AnnotationResult, CallUsage, CritiqueResult
 from services.datasets.png import ImageDecodeError, decode_gray, resize_gray
 from services.fewshot.batching import MicroBatcher
 from services.fewshot.classifiers import FloatMatrix
-from services.fewshot.model import FewShotModel, Modality, build_model
+from services.fewshot.model import FewShotModel, Modality, build_fewshot_model
 from services.fewshot.pools import LabelledPool, builtin_pool
 from services.fewshot.seed import DEFAULT_SEED, SeedSelection, select_seed
-from services.models.base import AnnotationResult, CallUsage, CritiqueResult
 from services.runtime.retry import PermanentError
 
 #: Provider name in ModelRef for these backends.
@@ -128,7 +128,7 @@ def _rationale(proba: FloatMatrix, label_names: Sequence[str], top: int = 3) -> 
 
 
 class FewShotAnnotator:
-    """:class:`~services.models.base.AnnotatorBackend`: the seed-fit classifier's argmax.
+    """:class:`~services.backend_api.protocols.AnnotatorBackend`: the seed-fit classifier's argmax.
 
     The label is the most probable class; ``confidence`` is its calibrated
     probability. Both strategies give the same label (a classifier has no
@@ -186,7 +186,8 @@ class FewShotAnnotator:
 
 
 class FewShotCritic:
-    """:class:`~services.models.base.CriticBackend`: eps = 1 - P_critic(given label | item).
+    """A :class:`~services.backend_api.protocols.CriticBackend`:
+    eps = 1 - P_critic(given label | item).
 
     The probability is the critic model's own (calibrated) one, so the critic
     disagrees with the annotator exactly where its different view of the item
@@ -284,7 +285,7 @@ class FewShotPair:
 
 def fit_on_seed(spec: str, pool: LabelledPool, selection: SeedSelection) -> FewShotModel[Any]:
     """A fresh model of ``spec`` fit on the seed's inputs and labels (nothing else)."""
-    model = build_model(spec)
+    model = build_fewshot_model(spec)
     if model.modality != pool.modality:
         raise ValueError(
             f"model {spec!r} is for {model.modality}, pool {pool.name!r} is {pool.modality}"
@@ -370,7 +371,7 @@ def _fitted_from_ref(
 
 def annotator_from_ref(ref: common_pb2.ModelRef) -> FewShotAnnotator:
     """The annotator a ModelRef describes: ``provider="local-fewshot"``, ``model`` = a
-    spec of :data:`services.fewshot.model.MODEL_SPECS` or ``default``, and params
+    spec of :data:`services.fewshot.model.FEWSHOT_SPECS` or ``default``, and params
     ``dataset`` (required), ``per_class`` and ``seed`` (optional)."""
     model, selection, pool = _fitted_from_ref(ref, "annotator")
     return FewShotAnnotator(model, selection, pool.label_names)

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import AnnotationResult, CritiqueResult
 from services.fewshot.pair import (
     PROVIDER,
     FewShotAnnotator,
@@ -27,7 +28,6 @@ from services.fewshot.pair import (
     annotator_from_ref,
     critic_from_ref,
 )
-from services.models.base import AnnotationResult, CritiqueResult
 from services.runtime.retry import PermanentError
 
 B = TypeVar("B")
@@ -73,7 +73,8 @@ class _ByRef(Generic[B]):
 
 
 class FewShotAnnotatorRouter:
-    """:class:`~services.models.base.AnnotatorBackend` running each task's few-shot annotator."""
+    """An :class:`~services.backend_api.protocols.AnnotatorBackend` running each task's
+    few-shot annotator."""
 
     def __init__(self, default_dataset: str = "") -> None:
         self._models: _ByRef[FewShotAnnotator] = _ByRef(annotator_from_ref, default_dataset)
@@ -90,7 +91,7 @@ class FewShotAnnotatorRouter:
 
 
 class FewShotCriticRouter:
-    """:class:`~services.models.base.CriticBackend` running each task's few-shot critic.
+    """:class:`~services.backend_api.protocols.CriticBackend` running each task's few-shot critic.
 
     The critic is a different model from the annotator unless the task names
     the same spec for both (self-criticism is configuration, as with LLMs).

@@ -57,11 +57,24 @@ class Stage:
             user=self.group,
             consumes=(self.input,),
             reads=self.reads,
-            produces=(*self.outputs, "dlq"),
+            # Heartbeats: each replica's in-flight and retries, for GetStatus.
+            produces=(*self.outputs, "dlq", "stage_heartbeats"),
             group=self.group,
             transactional=True,
         )
 
+
+#: The topics GetStatus's read model follows (services.pipeline_status.progress.MESSAGES).
+STATUS_TOPICS: tuple[str, ...] = (
+    "items",
+    "annotations",
+    "critiques",
+    "review_requests",
+    "labels",
+    "dlq",
+    "training_events",
+    "stage_heartbeats",
+)
 
 STAGES: tuple[Stage, ...] = (
     Stage("annotator", input="items", outputs=("annotations",)),
@@ -82,6 +95,15 @@ EXTRA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (
     # Producers of work: `act ingest` and `act task create` run as this user
     # (a Job in the namespace labelled act-stream.io/kafka-client=true).
     KafkaPrincipal(user="act-ingest", reads=("tasks",), produces=("items", "tasks")),
+    # The ingest service: the same writes, and PipelineStatusService's reads
+    # (its read model follows STATUS_TOPICS; stage lag needs the groups'
+    # committed offsets, hence Describe on every act- group).
+    KafkaPrincipal(
+        user="act-ingest-service",
+        reads=("tasks", *STATUS_TOPICS),
+        produces=("items", "tasks"),
+        describe_prefixes=True,
+    ),
 )
 
 

@@ -23,7 +23,7 @@ The pieces every prompt needs live here too: the nonce-fenced data block
 (:mod:`~services.llm.grammar`).
 
 On top of the clients sit the LLM implementations of the backend protocols
-(:mod:`services.models.base`), as :mod:`services.fewshot` holds the few-shot
+(:mod:`services.backend_api.protocols`), as :mod:`services.fewshot` holds the few-shot
 ones: the annotator (:mod:`services.llm.annotator`: naive and chain-of-thought
 prompts, strict parsing, confidence from logprobs) and the critic
 (:mod:`services.llm.critic`: the paper's seven strategies). The stages never

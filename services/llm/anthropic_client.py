@@ -9,6 +9,7 @@ import anthropic
 import httpx2
 from anthropic import AsyncAnthropic
 
+from services.backend_api.protocols import CallUsage
 from services.llm.base import (
     BaseClient,
     MalformedResponseError,
@@ -17,7 +18,6 @@ from services.llm.base import (
 )
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ChatResponse, ImagePart, Message, TextPart
-from services.models.base import CallUsage
 from services.runtime.retry import PermanentError
 
 

@@ -21,10 +21,10 @@ import httpx2
 import pydantic
 import structlog
 
+from services.backend_api.protocols import CallUsage
 from services.llm.metrics import MetricsCache
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ChatResponse
-from services.models.base import CallUsage
 from services.runtime.retry import PermanentError, RetryableError
 
 log = structlog.get_logger(__name__)

@@ -10,6 +10,7 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
+from services.backend_api.protocols import CallUsage
 from services.llm.base import (
     BaseClient,
     MalformedResponseError,
@@ -27,7 +28,6 @@ from services.llm.types import (
     TextPart,
     TokenLogprob,
 )
-from services.models.base import CallUsage
 from services.runtime.retry import PermanentError, RetryableError
 
 #: Placeholder key for local servers that check none (the SDK insists on one).

@@ -19,13 +19,13 @@ from typing import Generic, Protocol, TypeVar
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import CallUsage
 from services.llm.datablock import DATA_RULES, DataField
 from services.llm.grammar import OutputSpec
 from services.llm.images import item_image, render_as_text
 from services.llm.outputs import OutputParseError
 from services.llm.settings import LLMOptions
 from services.llm.types import ChatRequest, ChatResponse, ContentPart, LLMClient, Message
-from services.models.base import CallUsage
 from services.runtime.retry import PermanentError
 
 #: ModelRef.provider values served by an OpenAI-compatible client.

@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from services.models.base import CallUsage
+from services.backend_api.protocols import CallUsage
 
 
 @dataclass(frozen=True, slots=True)

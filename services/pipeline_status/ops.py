@@ -10,7 +10,7 @@ from __future__ import annotations
 from act.v1 import api_pb2, task_pb2
 
 from services.core.sampling import budget_count
-from services.pipeline_status.progress import ProgressFollower, TaskCounts
+from services.pipeline_status.progress import ProgressFollower, TaskCounts, stage_loads
 from services.pipeline_status.settings import PipelineStatusSettings
 from services.pipeline_status.stages import collect_status
 from services.review_gateway.db import create_engine
@@ -115,6 +115,12 @@ class StatusOps:
         )
         counts = self.progress.progress
         status = report.to_proto(counts.dead_letters, include_partitions=request.include_partitions)
+        loads = stage_loads(counts.replicas, report.observed_at)
+        for stage in status.stages:
+            load = loads.get(stage.stage)
+            if load is not None:
+                stage.in_flight, stage.retries = load.in_flight, load.retries
+                stage.live_replicas = load.live_replicas
         status.tasks_caught_up = caught_up
         status.review_queue_known = self.review is not None
         task_ids = [request.task_id] if request.task_id else sorted(counts.tasks)

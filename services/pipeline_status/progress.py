@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +30,7 @@ from act.v1 import (
     annotation_pb2,
     critique_pb2,
     dlq_pb2,
+    heartbeat_pb2,
     item_pb2,
     review_pb2,
     training_pb2,
@@ -39,6 +40,7 @@ from google.protobuf.message import DecodeError, Message
 
 from services.runtime import kafka_clients
 from services.runtime.config import KafkaSettings
+from services.runtime.heartbeat import is_live
 from services.runtime.topics import TopicCatalog, default_catalog
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,7 @@ MESSAGES: dict[str, type[Message]] = {
     "labels": review_pb2.FinalLabel,
     "dlq": dlq_pb2.DeadLetter,
     "training_events": training_pb2.TrainingEvent,
+    "stage_heartbeats": heartbeat_pb2.StageHeartbeat,
 }
 
 #: The state a fit is in after each kind of training event.
@@ -120,6 +123,8 @@ class Progress:
     undecodable: int = 0
     #: Records that name no task (skipped; dead letters still count for their stage).
     without_task: int = 0
+    #: (stage, replica) -> the replica's latest heartbeat; a clean stop removes it.
+    replicas: dict[tuple[str, str], heartbeat_pb2.StageHeartbeat] = field(default_factory=dict)
 
     def task(self, task_id: str) -> TaskCounts:
         """The counters of ``task_id``, created empty when first asked for."""
@@ -158,6 +163,13 @@ def task_of(topic_id: str, message: Message) -> str:
 
 def apply(counts: Progress, topic_id: str, message: Message) -> Progress:
     """Fold one record of ``topic_id`` into ``counts`` (pure; returns ``counts``)."""
+    if isinstance(message, heartbeat_pb2.StageHeartbeat):
+        key = (message.stage, message.replica)
+        if message.stopped:
+            counts.replicas.pop(key, None)
+        else:
+            counts.replicas[key] = message
+        return counts
     if isinstance(message, dlq_pb2.DeadLetter):
         # A dead letter of an undecodable input may have no task: it still
         # counts for its stage.
@@ -186,6 +198,32 @@ def apply(counts: Progress, topic_id: str, message: Message) -> Progress:
     elif isinstance(message, training_pb2.TrainingEvent):
         _apply_fit_event(task, message)
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class StageLoad:
+    """A stage's live replicas summed (from their heartbeats)."""
+
+    in_flight: int = 0
+    retries: int = 0
+    live_replicas: int = 0
+
+
+def stage_loads(
+    replicas: Mapping[tuple[str, str], heartbeat_pb2.StageHeartbeat], now: datetime
+) -> dict[str, StageLoad]:
+    """Per stage, the sums over replicas live at ``now`` (pure; see :func:`is_live`)."""
+    loads: dict[str, StageLoad] = {}
+    for (stage, _replica), beat in replicas.items():
+        if not is_live(beat, now):
+            continue
+        load = loads.get(stage, StageLoad())
+        loads[stage] = StageLoad(
+            in_flight=load.in_flight + beat.in_flight,
+            retries=load.retries + beat.retries,
+            live_replicas=load.live_replicas + 1,
+        )
+    return loads
 
 
 def _apply_fit_event(task: TaskCounts, event: training_pb2.TrainingEvent) -> None:

@@ -158,6 +158,14 @@ class StageSettings(ServiceSettings):
     heartbeat_interval_ms: int = Field(3_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1_000)
     transaction_timeout_ms: int = Field(60_000, ge=1_000)
+    status_heartbeat_s: float = Field(
+        5.0,
+        ge=0,
+        description=(
+            "Seconds between the replica's heartbeats on act.stage.heartbeats (in-flight and "
+            "retries for GetStatus); 0 = none."
+        ),
+    )
     recovery_attempts: int = Field(
         30, ge=1, description="Failed commit recoveries in a row before the process exits."
     )

@@ -35,7 +35,8 @@ class OutRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    #: None: a tombstone (compaction removes the key).
+    value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     #: None: the default partitioner's (murmur2 of the key).
     partition: int | None = None
@@ -63,6 +64,8 @@ class RecordHandler(Generic[M]):
         # Topic ids resolved to full names once; the catalog lookup is per output.
         self._topic_names: dict[str, str] = {}
         self._m_retries = metrics.RETRIES.labels(stage=stage.name)
+        #: Attempts that failed and were retried (for the stage's heartbeat).
+        self.retries = 0
 
     async def outcome(self, record: ConsumerRecord[bytes, bytes]) -> list[OutRecord]:
         """The encoded outputs of one record: the stage's, or one dead letter."""
@@ -100,6 +103,7 @@ class RecordHandler(Generic[M]):
                 if not self.retry.should_retry(attempt, exc):
                     return self._dead_letter(record, headers, identity, exc, attempt)
                 self._m_retries.inc()
+                self.retries += 1
                 delay = self.retry.delay_s(attempt, exc)
                 log.warning(
                     "handler_retry",
@@ -118,12 +122,18 @@ class RecordHandler(Generic[M]):
         return name
 
     def encode(self, outputs: Sequence[Output]) -> list[OutRecord]:
-        """Outputs as records: topic ids resolved, keys and values serialised."""
+        """Outputs as records: topic ids resolved, keys and values serialised.
+
+        An empty message written to the stage's changelog becomes a null value,
+        a real tombstone: compaction then removes the key instead of keeping
+        an empty record of it forever.
+        """
+        changelog = self.stage.changelog_topic
         return [
             OutRecord(
                 topic=self._topic(o.topic),
                 key=o.key.encode(),
-                value=o.value.SerializeToString(),
+                value=(o.value.SerializeToString() or (None if o.topic == changelog else b"")),
                 headers=[(k, v.encode()) for k, v in o.headers.items()],
                 partition=o.partition,
             )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,10 @@ class Partition:
     #: A transaction was interrupted (cancelled) after it may have been sent:
     #: whether it committed is unknown until a recovery re-reads the offset.
     in_doubt: bool = False
+    #: The group's committed offset (next record to read); None: nothing yet.
+    committed: int | None = None
+    #: The stage asked for a transaction even without finished records.
+    flush: bool = False
 
 
 class PartitionCommitter:
@@ -94,6 +99,9 @@ class PartitionCommitter:
         #: Owned partitions. Only ever mutated, never rebound: the runner's
         #: fetch loop holds the same dict.
         self.partitions: dict[TopicPartition, Partition] = {}
+        #: Commits asked for partitions not registered yet (the stage restores
+        #: state in on_assigned, before the partition is registered here).
+        self._early_requests: set[TopicPartition] = set()
         #: Set to commit before ``commit_interval_ms`` is up (enough records done).
         self.commit_now = asyncio.Event()
         #: Input records committed so far.
@@ -146,7 +154,11 @@ class PartitionCommitter:
                 if self._changelog is not None:
                     state = await self._changelog.restore(tp.partition)
                 parts = consumer.partitions_for_topic(tp.topic) or ()
-                context = PartitionContext(state=state, input_partitions=len(parts))
+                context = PartitionContext(
+                    state=state,
+                    input_partitions=len(parts),
+                    request_commit=functools.partial(self.request_commit, tp),
+                )
                 await self.stage.on_assigned(tp.partition, committed, context)
                 break
             except Exception as exc:
@@ -164,7 +176,13 @@ class PartitionCommitter:
         # loop (the partition is not registered yet) and advanced the position:
         # seek again, with no await until the partition is registered.
         await self._seek(consumer, tp, committed)
-        self.partitions[tp] = Partition(tp=tp, producer=producer, last_offset=(committed or 0) - 1)
+        self.partitions[tp] = Partition(
+            tp=tp, producer=producer, last_offset=(committed or 0) - 1, committed=committed
+        )
+        if tp in self._early_requests:
+            self._early_requests.discard(tp)
+            self.partitions[tp].flush = True
+            self.commit_now.set()
 
     @staticmethod
     async def _seek(consumer: AIOKafkaConsumer, tp: TopicPartition, committed: int | None) -> None:
@@ -213,6 +231,19 @@ class PartitionCommitter:
 
     # ------------------------------------------------------------- committing
 
+    def request_commit(self, tp: TopicPartition) -> None:
+        """A transaction of ``tp`` soon, with the stage's :meth:`~Stage.changelog`
+        writes even when no record finished (asked during the partition's
+        assignment: as soon as it is registered)."""
+        part = self.partitions.get(tp)
+        if part is None:
+            # Asked while partitions are being assigned (from on_assigned): the
+            # request waits for the partition's registration.
+            self._early_requests.add(tp)
+        elif part.active:
+            part.flush = True
+            self.commit_now.set()
+
     def stop_loop(self) -> None:
         """Let :meth:`commit_loop` return after the transactions it is running."""
         self._loop_stopping = True
@@ -231,7 +262,9 @@ class PartitionCommitter:
             self.commit_now.clear()
             if self._loop_stopping:
                 return
-            parts = [p for p in self.partitions.values() if p.active and p.ledger.ready()]
+            parts = [
+                p for p in self.partitions.values() if p.active and (p.flush or p.ledger.ready())
+            ]
             if parts:
                 await asyncio.gather(*(self._commit(p) for p in parts))
 
@@ -253,11 +286,19 @@ class PartitionCommitter:
             while part.active:
                 batch = part.ledger.peek(self.settings.commit_max_records)
                 if batch is None:
-                    return
+                    if not part.flush:
+                        return
+                    # Asked for by the stage with nothing finished: its
+                    # changelog writes alone, at the committed offset.
+                    next_offset = 0 if part.committed is None else part.committed
+                    batch = CommitBatch(outputs=[], next_offset=next_offset, records=0)
+                # Cleared before the stage is asked for its writes: a request
+                # made while this transaction runs asks for another one.
+                part.flush = False
                 try:
                     await self._transact(part, batch)
                 except asyncio.CancelledError:
-                    part.in_doubt = True
+                    part.in_doubt = part.flush = True
                     raise
                 except ProducerFenced:
                     log.warning("partition_fenced", partition=part.tp.partition)
@@ -265,6 +306,7 @@ class PartitionCommitter:
                     return
                 except Exception as exc:
                     log.warning("commit_failed", partition=part.tp.partition, error=repr(exc))
+                    part.flush = True  # the stage's writes were not committed: ask again
                     failures += 1
                     if failures > self.settings.recovery_attempts:
                         self._give_up(part, f"cannot commit partition {part.tp}")
@@ -272,7 +314,9 @@ class PartitionCommitter:
                     await self._recover(part)
                     continue
                 failures = 0
-                part.ledger.pop(batch)
+                if batch.records:
+                    part.ledger.pop(batch)
+                    part.committed = batch.next_offset
                 self._progress.set()
                 if part.ledger.ready() < self.settings.commit_max_records:
                     return
@@ -286,13 +330,20 @@ class PartitionCommitter:
             p = part.tp.partition
             writes = self.stage.changelog(p, batch.next_offset - 1)
             if writes:
-                outputs = [*outputs, *self._encode([_to(w, p) for w in writes])]
+                changelog = self.stage.changelog_topic
+                pinned = [_to(w, p) if w.topic == changelog else w for w in writes]
+                outputs = [*outputs, *self._encode(pinned)]
+        if not outputs and not batch.records:
+            return  # a commit asked for with nothing to write
         await producer.begin_transaction()
         try:
             futures = await self._send_all(producer, outputs)
             if futures:
                 await asyncio.gather(*futures)
-            await producer.send_offsets_to_transaction({part.tp: batch.next_offset}, self.group_id)
+            if batch.records:
+                await producer.send_offsets_to_transaction(
+                    {part.tp: batch.next_offset}, self.group_id
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.abort_transaction(), timeout=10)
@@ -341,13 +392,13 @@ class PartitionCommitter:
                     continue
                 if builder.record_count() == 0:
                     raise PermanentError(
-                        f"output record of {len(r.value)} bytes exceeds the batch size"
+                        f"output record of {len(r.value or b'')} bytes exceeds the batch size"
                     )
                 futures.append(await producer.send_batch(builder, topic, partition=p))
                 builder = producer.create_batch()
                 if not builder.append(key=r.key, value=r.value, timestamp=None, headers=r.headers):
                     raise PermanentError(
-                        f"output record of {len(r.value)} bytes exceeds the batch size"
+                        f"output record of {len(r.value or b'')} bytes exceeds the batch size"
                     )
             if builder.record_count():
                 futures.append(await producer.send_batch(builder, topic, partition=p))
@@ -393,6 +444,7 @@ class PartitionCommitter:
                 await asyncio.sleep(delay)
                 continue
             if committed is not None:
+                part.committed = committed
                 dropped = part.ledger.drop_below(committed)
                 if dropped:
                     log.info("recovered_committed", partition=part.tp.partition, records=dropped)

@@ -44,6 +44,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from services.runtime import kafka_clients, metrics
 from services.runtime.config import KafkaSettings, StageSettings
+from services.runtime.heartbeat import HeartbeatPublisher, Load
 from services.runtime.outcome import RecordHandler
 from services.runtime.partitions import Partition, PartitionCommitter
 from services.runtime.retry import RetryPolicy
@@ -96,7 +97,7 @@ class StageRunner(Generic[M]):
         self._progress = asyncio.Event()  # set whenever in-flight or buffered shrinks
         self._in_flight = 0
         self._fatal: BaseException | None = None
-        handler = RecordHandler(
+        self._handler = handler = RecordHandler(
             stage,
             catalog=self.catalog,
             topic_prefix=kafka.topic_prefix,
@@ -160,6 +161,7 @@ class StageRunner(Generic[M]):
             raise
         committer = asyncio.create_task(self._committer.commit_loop(), name="act-committer")
         lag = asyncio.create_task(self._lag_loop(), name="act-lag")
+        heartbeat = self._heartbeat()
         self.started.set()
         log.info(
             "stage_started", stage=self.stage.name, topic=self.input_topic, group=self.group_id
@@ -176,6 +178,8 @@ class StageRunner(Generic[M]):
             committer.cancel()
             await asyncio.gather(committer, lag, return_exceptions=True)
             await self._shutdown(consumer)
+            if heartbeat is not None:
+                await heartbeat.stop()
             await self.stage.stop()
             self._stopped.set()
         if self._fatal is not None:
@@ -190,6 +194,20 @@ class StageRunner(Generic[M]):
     def in_flight(self) -> int:
         """Handlers running now."""
         return self._in_flight
+
+    @property
+    def retries(self) -> int:
+        """Handler attempts that failed and were retried by this runner."""
+        return self._handler.retries
+
+    def load(self) -> Load:
+        """What this replica's heartbeat reports now."""
+        return Load(
+            in_flight=self._in_flight,
+            retries=self._handler.retries,
+            committed_records=self._committer.committed_records,
+            assigned_partitions=len(self._partitions),
+        )
 
     @property
     def committed_records(self) -> int:
@@ -245,6 +263,20 @@ class StageRunner(Generic[M]):
             self._commit_now.set()
 
     # ---------------------------------------------------- rebalance, shutdown
+
+    def _heartbeat(self) -> HeartbeatPublisher | None:
+        """Start this replica's heartbeats (None when ``status_heartbeat_s`` is 0)."""
+        if self.settings.status_heartbeat_s <= 0:
+            return None
+        publisher = HeartbeatPublisher(
+            self.kafka,
+            self.catalog.name("stage_heartbeats", self.kafka.topic_prefix),
+            self.stage.name,
+            self.load,
+            self.settings.status_heartbeat_s,
+        )
+        publisher.start()
+        return publisher
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         await asyncio.gather(*(self._committer.assign(tp) for tp in assigned))

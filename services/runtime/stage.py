@@ -25,6 +25,10 @@ from google.protobuf.message import Message
 M = TypeVar("M", bound=Message)
 
 
+def _no_commit() -> None:
+    """The default :attr:`PartitionContext.request_commit`: nothing to ask."""
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     """One record to produce, in the same transaction as the input's offset.
@@ -73,6 +77,11 @@ class PartitionContext:
     state: Mapping[str, bytes] = field(default_factory=dict)
     #: Partitions of the input topic (0 when unknown, e.g. in unit tests).
     input_partitions: int = 0
+    #: Ask the runner for a transaction of this partition soon, even when no
+    #: record of it finished, so that :meth:`Stage.changelog` can write what
+    #: the stage owes outside any record (e.g. the decisions of a batch that
+    #: another partition's commit completed). A no-op without a runner.
+    request_commit: Callable[[], None] = _no_commit
 
 
 class Stage(ABC, Generic[M]):
@@ -134,8 +143,15 @@ class Stage(ABC, Generic[M]):
         """This process no longer owns ``partition`` (revoked, lost or stopping)."""
 
     def changelog(self, partition: int, upto_offset: int) -> Sequence[Output]:
-        """Changelog writes for a commit of ``partition`` up to ``upto_offset``
-        (inclusive); produced to the changelog's partition ``partition``."""
+        """Writes for a commit of ``partition`` up to ``upto_offset`` (inclusive).
+
+        Writes to :attr:`changelog_topic` go to the changelog's partition
+        ``partition``; writes to other topics are routed by key like any
+        output, in the same transaction (outputs the stage owes beyond the
+        committed records, see :attr:`PartitionContext.request_commit`). A
+        failed transaction asks again, so the answer must not change until
+        :meth:`on_committed`. A commit asked for with no new record passes the
+        last committed offset (-1 when none)."""
         return ()
 
     def on_committed(self, partition: int, upto_offset: int) -> None:

@@ -3,8 +3,8 @@
 A :class:`SamplerPartition` exists from the runner's ``on_assigned`` to its
 ``on_revoked``. It holds the streaming states of the partition's tasks, the
 :class:`~services.sampler.ordering.OrderedExecutor` that makes them change
-in offset order, the batch summaries restored from the partition's
-changelog, and, for every decision not yet committed, a cheap copy of its
+in offset order, the batch summaries and members restored from the
+partition's changelog, and, for every decision not yet committed, a cheap copy of its
 task's state (:class:`StateCopy`) with the decision's outputs.
 
 The runner commits a *prefix* of the partition, ending at some offset ``k``,
@@ -51,6 +51,11 @@ def state_key(task_id: str, partition: int) -> str:
 def batch_key(task_id: str, batch_id: str) -> str:
     """Changelog key of a decided batch's summary."""
     return f"batch:{task_id}:{batch_id}"
+
+
+def member_key(task_id: str, batch_id: str, item_id: str) -> str:
+    """Changelog key of a critique accepted into an undecided batch."""
+    return f"batchm:{task_id}:{batch_id}:{item_id}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,6 +119,8 @@ class SamplerPartition:
         self.restored: dict[str, sampling_pb2.SamplerState] = {}
         #: Batch summaries in this partition's changelog.
         self.summaries: dict[tuple[str, str], BatchSummary] = {}
+        #: Critiques of undecided batches in this partition's changelog.
+        self.members: list[sampling_pb2.BatchMember] = []
         #: Uncommitted decisions in offset order: (offset, task, state after it).
         self._pending: deque[tuple[int, str, StateCopy]] = deque()
         #: Their outputs, so that a retried record returns its decision, not a second one.
@@ -129,7 +136,9 @@ class SamplerPartition:
 
     def _restore(self, key: str, value: bytes) -> None:
         state = sampling_pb2.SamplerState.FromString(value)
-        if key.startswith("batch:"):
+        if key.startswith("batchm:"):
+            self.members.append(state.batch_member)
+        elif key.startswith("batch:"):
             _, task_id, batch_id = key.split(":", 2)
             self.summaries[(task_id, batch_id)] = BatchSummary.from_bytes(state.quantile_sketch)
         elif state.partition == self.partition and key == state_key(state.task_id, self.partition):

@@ -32,24 +32,27 @@ again, from the same state, the same way).
 
 Batch mode, exactly once
 ------------------------
-A record of a bounded batch (``Item.batch``) waits in ``process`` until all
-``batch_size`` critiques of the batch have arrived in this process, so its
-offset stays uncommitted until the batch is decided with exact quantiles.
-The decided summary goes to the record's changelog partition with every
-decision of the batch, and comes back with the partition
-(:mod:`services.sampler.batches`).
+A record of a bounded batch (``Item.batch``) is accepted at once: its
+critique goes to its partition's changelog with its offset, in one
+transaction, so nothing waits in the runner and a batch may be far larger
+than ``max_in_flight``. Once every member is committed the batch is decided
+with exact quantiles, and each partition holding members writes their
+decisions with the tombstones of their entries in its next transaction,
+which the stage asks the runner for (:mod:`services.sampler.batches`).
 
-Limits: the waiting records occupy the runner's in-flight slots, so a batch
-may have at most ``max_batch <= max_in_flight`` items (larger ones are
-dead-lettered at once with the reason), and all items of a batch must reach
-one sampler process (one replica, or a batch produced to partitions that one
-replica owns). A batch still incomplete after ``batch_timeout_s`` is
-dead-lettered as a whole, with the counts in the reason.
+Limits: all items of a batch must reach one sampler process (one replica, or
+a batch produced to partitions that one replica owns); ``max_batch`` bounds
+the members held in memory. A batch still incomplete after
+``batch_timeout_s`` is dead-lettered as a whole, with the counts in the
+reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import structlog
@@ -68,7 +71,7 @@ from services.runtime.stage import (
     PartitionContext,
 )
 from services.runtime.tasks import TaskSource
-from services.sampler.batches import BatchBook, BatchEntry
+from services.sampler.batches import BatchBook
 from services.sampler.decisions import (
     Decided,
     check_rule,
@@ -118,13 +121,31 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         self._task_cfg: dict[str, tuple[task_pb2.Task, SamplingParams]] = {}
         #: Owned input partitions (from on_assigned to on_revoked).
         self.partitions: dict[int, SamplerPartition] = {}
-        self.batches = BatchBook(settings, self.partitions)
+        #: Each owned partition's way to ask the runner for a transaction.
+        self._commit_requests: dict[int, Callable[[], None]] = {}
+        self.batches = BatchBook(settings, self.partitions, self._request_commit)
+        self._expiry: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
-        """Fail waiting batch records (their offsets stay uncommitted), then run the
-        stop hooks (e.g. the task registry)."""
-        self.batches.cancel_all()
+        """Stop the batch deadline check, then run the stop hooks (e.g. the task registry)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+            self._expiry = None
         await super().stop()
+
+    def _request_commit(self, partition: int) -> None:
+        request = self._commit_requests.get(partition)
+        if request is not None:
+            request()
+
+    async def _expire_batches(self) -> None:
+        """Fail batches past ``batch_timeout_s`` (checked a few times per timeout)."""
+        period = min(5.0, max(0.05, self.settings.batch_timeout_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            self.batches.expire(time.monotonic())
 
     def identify(self, message: critique_pb2.Critique) -> Identity:
         """Task and item of the critiqued item."""
@@ -142,31 +163,40 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
             old.close()
         part = SamplerPartition(partition, context.input_partitions, dict(context.state))
         self.partitions[partition] = part
-        self.batches.restored(part)
-        if part.restored or part.summaries:
+        self._commit_requests[partition] = context.request_commit
+        await self.batches.restore(part, self._task)
+        if self._expiry is None:
+            self._expiry = asyncio.create_task(self._expire_batches(), name="act-batch-expiry")
+        if part.restored or part.summaries or part.members:
             RESTORES.labels(reason="restored").inc()
         log.info(
             "sampler_partition_assigned", partition=partition, offset=committed_offset,
             states=len(part.restored), batch_summaries=len(part.summaries),
+            batch_members=len(part.members),
         )  # fmt: skip
 
     async def on_revoked(self, partition: int) -> None:
         """Drop the partition: its uncommitted decisions are made again by the next owner."""
         part = self.partitions.pop(partition, None)
+        self._commit_requests.pop(partition, None)
+        self.batches.revoked(partition)
         if part is not None:
             part.close()
             RESTORES.labels(reason="revoked").inc()
 
     def changelog(self, partition: int, upto_offset: int) -> Sequence[Output]:
-        """Each task's state after its last decision at or below ``upto_offset``."""
+        """Each task's state after its last decision at or below ``upto_offset``, and
+        what the partition owes for settled batches (decisions, tombstones)."""
         part = self.partitions.get(partition)
-        return () if part is None else part.changelog(upto_offset)
+        states = [] if part is None else part.changelog(upto_offset)
+        return [*states, *self.batches.flush(partition)]
 
     def on_committed(self, partition: int, upto_offset: int) -> None:
-        """Forget the state copies of committed decisions."""
+        """Forget the state copies of committed decisions; count committed batch members."""
         part = self.partitions.get(partition)
         if part is not None:
             part.committed(upto_offset)
+        self.batches.committed(partition, upto_offset)
 
     def _partition(self, partition: int) -> SamplerPartition:
         part = self.partitions.get(partition)
@@ -188,12 +218,6 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         # Queue before the first await: records arrive here in offset order.
         job = part.executor.submit(offset, final=envelope.attempt >= self.settings.max_attempts)
         outcome = await part.executor.run(job, lambda: self._ordered(part, envelope))
-        if isinstance(outcome, BatchEntry):  # batch records wait outside the order
-            summary = outcome.summary
-            if summary is None:
-                assert outcome.waiter is not None
-                summary = await self.batches.wait(outcome.waiter, outcome.deadline)
-            return self.batches.outputs(outcome, summary, envelope.partition)
         return cast(list[Output], outcome)
 
     async def _ordered(
@@ -207,8 +231,7 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         check_rule(critique, cfg, task_id)
         if cfg.mode == "streaming":
             return self._streaming(part, envelope, task, cfg, task_id, item_id, eps)
-        summary, waiter, deadline = self.batches.enter(critique, cfg, task_id, item_id, eps)
-        return BatchEntry(critique, task, task_id, item_id, eps, summary, waiter, deadline)
+        return self.batches.accept(envelope, task, cfg, task_id, item_id, eps)
 
     async def _task(self, task_id: str) -> tuple[task_pb2.Task | None, SamplingParams]:
         """The task (None without a task source) and its resolved sampling parameters."""

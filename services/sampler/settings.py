@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.core.params import Mode, SamplingParams
@@ -43,9 +43,18 @@ class SamplerSettings(StageSettings):
         1000.0, gt=0.0, description="Streaming: items after which an eps counts half."
     )
     max_batch: int = Field(
-        256, ge=1, description="Largest batch (items) batch mode accepts; <= max_in_flight."
+        100_000,
+        ge=1,
+        description=(
+            "Largest batch (items) batch mode accepts: its critiques wait in memory (and in the "
+            "changelog) until the batch is complete."
+        ),
     )
-    batch_timeout_s: float = Field(60.0, gt=0.0, description="Batch incomplete after this: DLQ.")
+    batch_timeout_s: float = Field(
+        600.0,
+        gt=0.0,
+        description="A batch incomplete this long after its first item: its items go to the DLQ.",
+    )
     task_source: Literal["topic", "settings"] = Field(
         "topic",
         description=(
@@ -53,14 +62,6 @@ class SamplerSettings(StageSettings):
             "task leaves unset); 'settings': these settings for every task."
         ),
     )
-
-    @model_validator(mode="after")
-    def _batch_fits(self) -> SamplerSettings:
-        # Waiting batch records hold in-flight slots and ledger entries; a batch
-        # larger than either would wait forever for records never fetched.
-        if self.max_batch > self.max_in_flight or self.max_batch > self.max_buffered:
-            raise ValueError("max_batch must be <= max_in_flight and <= max_buffered")
-        return self
 
     def sampling_params(self) -> SamplingParams:
         """What every task gets without a task source, and the fallbacks of a task's fields."""

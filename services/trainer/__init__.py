@@ -20,7 +20,7 @@ The training library:
   its variance (eq. 9) and the baselines (human-only, machine-only, ACT-data CE).
 * :mod:`services.trainer.sampling` - delta ~ Bernoulli(pi_B(eps)) for offline fits,
   on the sampler service's own rules (:mod:`services.core.sampling`).
-* :mod:`services.trainer.models` - CPU-sized downstream models and a registry.
+* :mod:`services.trainer.networks` - CPU-sized downstream models and a registry.
 * :mod:`services.trainer.fit`, :mod:`services.trainer.checkpoint`,
   :mod:`services.trainer.hpo` - the resumable training loop, atomic checkpoints,
   the learning-rate x lambda search of appendix A.3.

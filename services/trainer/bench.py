@@ -18,7 +18,7 @@ import torch
 from services.trainer.data import ActDataset
 from services.trainer.fit import TrainConfig, epoch_permutation, make_optimizer
 from services.trainer.loss import LossKind, Objective
-from services.trainer.models import build_model
+from services.trainer.networks import build_network
 
 
 def _dataset(n: int, seed: int) -> ActDataset:
@@ -56,7 +56,7 @@ def _lockstep(data: ActDataset, epochs: int, seed: int) -> float:
     models = []
     for _ in objectives:
         torch.manual_seed(seed)
-        models.append(build_model("cnn-28x28", data.num_classes))
+        models.append(build_network("cnn-28x28", data.num_classes))
     optimizers = [make_optimizer(m, config) for m in models]
     inputs = data.inputs
     assert isinstance(inputs, torch.Tensor)

@@ -20,7 +20,7 @@ from services.trainer.events import EventSink, KafkaEventSink, MemorySink
 from services.trainer.facade import TrainerFacade
 from services.trainer.fitqueue import FitQueue
 from services.trainer.fitrun import FitRunner, StatusListener
-from services.trainer.models import model_spec
+from services.trainer.networks import network_spec
 from services.trainer.settings import TrainerSettings
 from services.trainer.stage import TrainerStage
 from services.trainer.store import TrainerStore
@@ -77,7 +77,7 @@ def build_trainer(
     close). Without ``kafka``, events go to ``sink`` or a :class:`MemorySink`.
     """
     if settings.model:
-        model_spec(settings.model)  # fail at start-up, not on the first automatic fit
+        network_spec(settings.model)  # fail at start-up, not on the first automatic fit
     store = TrainerStore(settings.store_path)
     events: EventSink = MemorySink() if sink is None else sink
     kafka_sink: KafkaEventSink | None = None

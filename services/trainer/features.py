@@ -1,6 +1,6 @@
 """Turning raw items (images, texts, protobuf Items) into the inputs a model consumes.
 
-One place decides how a model of each :class:`~services.trainer.models.InputKind`
+One place decides how a model of each :class:`~services.trainer.networks.InputKind`
 sees its data, so the trainer service, the experiments and the benchmarks
 feed models identically.
 """
@@ -15,7 +15,7 @@ import numpy.typing as npt
 import torch
 
 from services.trainer.data import Inputs
-from services.trainer.models import InputKind
+from services.trainer.networks import InputKind
 
 ImageStack = npt.NDArray[np.uint8]
 

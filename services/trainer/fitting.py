@@ -26,7 +26,7 @@ from services.trainer.features import FeatureError, prepare_inputs
 from services.trainer.fit import TrainConfig
 from services.trainer.hpo import Candidate, grid_search
 from services.trainer.loss import LossKind
-from services.trainer.models import InputKind, build_model, model_spec
+from services.trainer.networks import InputKind, build_network, network_spec
 from services.trainer.settings import TrainerSettings
 from services.trainer.store import LabelRow
 
@@ -68,7 +68,7 @@ def resolve_config(
         c.model = settings.model or DEFAULT_MODEL_BY_MODALITY.get(
             modality or common_pb2.MODALITY_UNSPECIFIED, "cnn-28x28"
         )
-    spec = model_spec(c.model)
+    spec = network_spec(c.model)
     if c.epochs <= 0:
         c.epochs = settings.epochs or spec.epochs
     if c.batch_size <= 0:
@@ -114,7 +114,7 @@ def prepare_data(
     Items ``decode`` rejects are skipped (and counted); ValueError when no
     item is left to train on.
     """
-    spec = model_spec(config.model)
+    spec = network_spec(config.model)
     raws: list[Any] = []
     kept = []
     skipped = 0
@@ -184,11 +184,11 @@ def model_factory(
     config: training_pb2.FitConfig, num_classes: int
 ) -> Callable[[], torch.nn.Module]:
     """Builds fresh models of the config (``num_classes`` from the data, not the params)."""
-    name = model_spec(config.model).name
+    name = network_spec(config.model).name
     params = {k: v for k, v in config.params.items() if k != "num_classes"}
 
     def make_model() -> torch.nn.Module:
-        return build_model(name, num_classes, params)
+        return build_network(name, num_classes, params)
 
     return make_model
 

@@ -1,7 +1,7 @@
 """Model input from stored items: image bytes, claim-check image files, text.
 
 The store keeps each label's ``act.v1.Item`` as sent; a fit decodes it into
-the raw input its model family reads (:class:`~services.trainer.models.InputKind`).
+the raw input its model family reads (:class:`~services.trainer.networks.InputKind`).
 Items that cannot be decoded raise :class:`~services.trainer.features.FeatureError`
 so the fit skips them.
 """
@@ -14,7 +14,7 @@ from act.v1 import item_pb2
 
 from services.runtime.claimcheck import ClaimCheckError, fetch_verified, store_for_reference
 from services.trainer.features import FeatureError, decode_item_image
-from services.trainer.models import InputKind
+from services.trainer.networks import InputKind
 
 
 def raw_input(kind: InputKind, item: item_pb2.Item) -> Any:

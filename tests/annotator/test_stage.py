@@ -11,7 +11,7 @@ from act.v1 import common_pb2 as C
 from services.annotator.__main__ import build_stage
 from services.annotator.settings import AnnotatorSettings
 from services.annotator.stage import AnnotatorStage, annotation_id
-from services.models.base import AnnotationResult, CallUsage
+from services.backend_api.protocols import AnnotationResult, CallUsage
 from services.runtime.config import KafkaSettings
 from services.runtime.retry import PermanentError
 from services.runtime.tasks import StaticTaskSource, TaskNotFoundError

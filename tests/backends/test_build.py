@@ -7,8 +7,8 @@ from act.v1 import common_pb2 as C
 from services.annotator.settings import AnnotatorSettings
 from services.annotator.stage import AnnotatorStage
 from services.backends.build import (
+    build_backend_stage,
     build_backends,
-    build_model_stage,
     fewshot_router_backends,
     llm_backends,
 )
@@ -44,7 +44,7 @@ def test_the_stage_gets_its_role_and_closes_the_client_on_stop() -> None:
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:1")
     llm = LLMOptions(provider="anthropic", model="claude", api_key="k")
     choice = BackendSettings(backend="llm", fewshot_dataset="")
-    critic = build_model_stage(
+    critic = build_backend_stage(
         CriticizerStage,
         "critic",
         CriticizerSettings(llm=llm, backend=choice),
@@ -54,7 +54,7 @@ def test_the_stage_gets_its_role_and_closes_the_client_on_stop() -> None:
     assert isinstance(critic.backend, LLMCriticBackend) and critic.provider == "anthropic"
     assert critic.default_strategy == C.CRITIQUE_STRATEGY_NAIVE
     assert critic._on_stop[-1] == critic.backend.client.aclose  # after the task registry's stop
-    annotator = build_model_stage(
+    annotator = build_backend_stage(
         AnnotatorStage,
         "annotator",
         AnnotatorSettings(llm=llm, backend=choice),

@@ -195,9 +195,11 @@ def test_grpc_answer_rendering_and_proto_dead_letters():
     assert dict(proto.stages[0].dead_letters) == {"DecodeError": 2}
     assert proto.stages[0].committed_records == 3 and not proto.stages[0].partitions
     proto.tasks.add(task_id="t1", ingested=4, budget_spent=1, task_known=False)
+    proto.stages[0].live_replicas, proto.stages[0].in_flight, proto.stages[0].retries = 2, 7, 1
     table = status.render_proto(proto)
     stage_row = next(line for line in table.splitlines() if line.startswith("sampler "))
-    assert stage_row.split()[-2:] == ["3", "DecodeError=2"]
+    # COMMITTED~, REPLICAS, IN FLIGHT, RETRIES, DEAD LETTERS
+    assert stage_row.split()[-5:] == ["3", "2", "7", "1", "DecodeError=2"]
     task_row = next(line for line in table.splitlines() if line.startswith("t1 "))
     assert task_row.split()[8:10] == ["1/?", "?"]  # budget unknown, no review database
     assert "QUEUE ? = the server reads no review database." in table

@@ -6,10 +6,10 @@ import pytest
 from act.v1 import annotation_pb2, item_pb2, task_pb2
 from act.v1 import common_pb2 as C
 
+from services.backend_api.protocols import CritiqueResult
 from services.criticizer.__main__ import build_stage
 from services.criticizer.settings import CriticizerSettings
 from services.criticizer.stage import CriticizerStage, same_model
-from services.models.base import CritiqueResult
 from services.runtime.config import KafkaSettings
 from services.runtime.retry import PermanentError
 from services.runtime.tasks import StaticTaskSource

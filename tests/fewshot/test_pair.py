@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from act.v1 import annotation_pb2, common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import AnnotatorBackend, CriticBackend
 from services.core.baselines import random_critic_eps
 from services.core.metrics import abs_score, accuracy
 from services.fewshot import model as model_module
 from services.fewshot.pair import FewShotPair, build_pair
 from services.fewshot.pools import LabelledPool, builtin_pool
-from services.models.base import AnnotatorBackend, CriticBackend
 from services.runtime.retry import PermanentError
 
 K = 10  # small seeds keep these tests fast

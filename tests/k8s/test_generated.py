@@ -85,7 +85,7 @@ def test_kafka_users_allow_exactly_the_data_flow(overlays):
         assert _allowed(user, "topic", inp, "Read")
         assert _allowed(user, "group", stage.group, "Read")
         assert _allowed(user, "transactionalId", f"{stage.group}.{inp}.0", "Write")
-        for out in (*stage.outputs, "dlq"):
+        for out in (*stage.outputs, "dlq", "stage_heartbeats"):
             assert _allowed(user, "topic", catalog.name(out), "Write")
         assert _allowed(user, "topic", catalog.name("tasks"), "Read")
         # ...and nothing else: no stage writes its own input or reads what it does not use.
@@ -93,7 +93,7 @@ def test_kafka_users_allow_exactly_the_data_flow(overlays):
         for spec in catalog:
             if spec.id not in (stage.input, *stage.reads):
                 assert not _allowed(user, "topic", spec.full_name(), "Read"), (stage.name, spec.id)
-            if spec.id not in (*stage.outputs, "dlq"):
+            if spec.id not in (*stage.outputs, "dlq", "stage_heartbeats"):
                 assert not _allowed(user, "topic", spec.full_name(), "Write"), (stage.name, spec.id)
         other = next(s for s in pipeline.STAGES if s is not stage)
         assert not _allowed(user, "group", other.group, "Read")

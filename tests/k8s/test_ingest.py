@@ -6,6 +6,7 @@ import pytest
 
 from services.k8sgen import netpol, pipeline, render
 from services.k8sgen.netpol import Endpoint, Network
+from services.pipeline_status import progress
 from tests.k8s.conftest import find, one, pod_spec
 from tests.k8s.test_network_policies import BROKERS, OUTSIDE
 
@@ -32,11 +33,13 @@ def test_ingest_deployment(overlays, overlay):
     config = one(objects, "ConfigMap", "ingest-config")["data"]
     assert int(config["ACT_INGEST_GRPC_PORT"]) == ports["grpc"]
     assert int(config["ACT_INGEST_METRICS_PORT"]) == ports["metrics"]
-    # The Kafka user of producers of work (pipeline.EXTRA_PRINCIPALS).
-    user = next(p for p in pipeline.principals() if p.user == "act-ingest")
+    # The service's own Kafka user (pipeline.EXTRA_PRINCIPALS): the writes of
+    # producers of work, and the reads of GetStatus's read model.
+    user = next(p for p in pipeline.principals() if p.user == "act-ingest-service")
     assert config["ACT_KAFKA_SASL_USERNAME"] == user.user
     assert {"items", "tasks"} <= set(user.produces) and "tasks" in user.reads
-    assert one(objects, "KafkaUser", "act-ingest")
+    assert set(progress.MESSAGES) <= set(user.reads) and user.describe_prefixes
+    assert one(objects, "KafkaUser", "act-ingest-service")
     service = one(objects, "Service", "ingest")
     assert service["spec"]["ports"][0]["port"] == ports["grpc"]
 

@@ -7,8 +7,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from services.backend_api.protocols import CallUsage
 from services.llm.types import ChatRequest, ChatResponse, TokenLogprob
-from services.models.base import CallUsage
 
 _TOKEN = re.compile(r"\[|\]|[A-Za-z]+|\d|\.|\s+|.", re.DOTALL)
 

@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaProducer
 
 from services.annotator.settings import AnnotatorSettings
 from services.annotator.stage import AnnotatorStage
+from services.backend_api.protocols import AnnotatorBackend, CriticBackend
 from services.criticizer.settings import CriticizerSettings
 from services.criticizer.stage import CriticizerStage
 from services.devkit.kafkaio import make_topics, topic, unique_prefix
-from services.models.base import AnnotatorBackend, CriticBackend
 from services.runtime.runner import StageRunner
 from services.runtime.tasks import StaticTaskSource
 from tests.support.kafkaio import Collector

@@ -187,3 +187,80 @@ async def test_committed_state_is_restored_and_aborted_or_open_writes_are_not(
         assert all(v < 999_999 for v in latest.values())
     finally:
         await reader.stop()
+
+
+class OwingStage(CountingStage):
+    """A counting stage that, asked to, owes one output per partition beyond its
+    records: it is written by the partition's next transaction, which it requests."""
+
+    name = "owing"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: dict[int, object] = {}
+        self.owed: dict[int, str] = {}
+        self.paid: list[tuple[int, int]] = []
+
+    async def on_assigned(
+        self, partition: int, committed_offset: int | None, context: PartitionContext
+    ) -> None:
+        await super().on_assigned(partition, committed_offset, context)
+        self.requests[partition] = context.request_commit
+
+    def owe(self, partition: int, item_id: str) -> None:
+        self.owed[partition] = item_id
+        request = self.requests[partition]
+        assert callable(request)
+        request()
+
+    def changelog(self, partition: int, upto_offset: int) -> Sequence[Output]:
+        writes = list(super().changelog(partition, upto_offset))
+        item_id = self.owed.get(partition)
+        if item_id is not None:
+            a = annotation_pb2.Annotation(annotation_id=item_id)
+            writes.append(Output(topic="annotations", key=item_id, value=a))
+            writes.append(Output(topic=CHANGELOG, key="count", value=sampling_pb2.SamplerState()))
+        return writes
+
+    def on_committed(self, partition: int, upto_offset: int) -> None:
+        if self.owed.pop(partition, None) is not None:
+            self.paid.append((partition, upto_offset))
+
+
+async def test_a_requested_commit_writes_what_the_stage_owes_without_new_records(
+    kafka_bootstrap: str,
+):
+    kafka = await make_topics(
+        kafka_bootstrap, unique_prefix(), ["items", "annotations", "dlq", CHANGELOG],
+        partitions=PARTITIONS,
+    )  # fmt: skip
+    group = f"owing-{kafka.topic_prefix}"
+    await produce_items(kafka, [f"i{n}" for n in range(20)])
+    collector = Collector(kafka, ["annotations"])
+    await collector.start()
+    stage = OwingStage()
+    try:
+        async with _running(kafka, stage, group):
+            await collector.wait_for("annotations", 20, timeout=60)
+            await asyncio.sleep(0.3)  # every record committed: nothing left to commit
+            last = stage.after[1][-1][0]  # partition 1's last record, committed
+            stage.owe(1, "owed-1")
+            await collector.wait_for("annotations", 21, timeout=30)
+            await asyncio.sleep(0.5)
+        keys = [k for k, _ in collector.records["annotations"]]
+        assert keys.count(b"owed-1") == 1 and len(keys) == 21
+        # One transaction with no new record, at the committed offset (nothing moved).
+        assert stage.paid == [(1, last)]
+        # Its changelog write is a real tombstone (a null value), not an empty record.
+        reader = kafka_clients.snapshot_consumer(kafka)
+        await reader.start()
+        try:
+            tp = TopicPartition(topic(kafka, CHANGELOG), 1)
+            reader.assign([tp])
+            await reader.seek_to_beginning(tp)
+            records = (await reader.getmany(tp, timeout_ms=2000)).get(tp, [])
+        finally:
+            await reader.stop()
+        assert records and records[-1].key == b"count" and records[-1].value is None
+    finally:
+        await collector.stop()

@@ -155,7 +155,8 @@ async def read_outputs(
                     elif kind == "labels":
                         out.labels.append(review_pb2.FinalLabel.FromString(r.value))
                     elif kind == "sampler_state":
-                        state = sampling_pb2.SamplerState.FromString(r.value)
+                        # A tombstone (null value) reads as an empty state.
+                        state = sampling_pb2.SamplerState.FromString(r.value or b"")
                         out.states.append((r.key.decode(), state))
                     else:
                         out.dead += 1

@@ -20,6 +20,7 @@ from services.runtime.config import KafkaSettings
 from services.sampler.bench import bench_sampler_items_per_s
 
 from .support import (
+    Outputs,
     committed_offsets,
     critique,
     eps_of,
@@ -53,6 +54,56 @@ async def wait_committed(
         if time.monotonic() > deadline:
             raise TimeoutError(f"sampler did not commit {total} records")
         await asyncio.sleep(0.1)
+
+
+def process_env(kafka: KafkaSettings, group: str, grpc_port: int, **extra: str) -> dict[str, str]:
+    """The environment of a sampler process for these tests (task from the tasks topic)."""
+    return {
+        "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "ACT_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+        "ACT_SAMPLER_GROUP_ID": group,
+        "ACT_SAMPLER_METRICS_PORT": "0",
+        "ACT_SAMPLER_GRPC_PORT": str(grpc_port),
+        "ACT_SAMPLER_SESSION_TIMEOUT_MS": "6000",
+        "ACT_SAMPLER_HEARTBEAT_INTERVAL_MS": "500",
+        "ACT_SAMPLER_LOG_LEVEL": "WARNING",
+        "ACT_SAMPLER_TASK_SOURCE": "topic",
+        **extra,
+    }
+
+
+async def kill_three_times(
+    kafka: KafkaSettings,
+    group: str,
+    partitions: int,
+    n: int,
+    env: dict[str, str],
+    targets: tuple[int, int, int],
+    log: Path,
+) -> Outputs:
+    """Start the sampler process, SIGKILL it once ``targets[i]`` input records are
+    committed (each restart waited on until it serves gRPC health, so the kill lands
+    on a started sampler), then let it decide all ``n`` and stop it with SIGTERM.
+    Returns the committed outputs, checked: no dead letter, exactly one decision each."""
+    port = int(env["ACT_SAMPLER_GRPC_PORT"])
+    for target in (*targets, None):
+        proc = spawn_service("services.sampler", env, log)
+        try:
+            await wait_serving(port, proc, what="sampler", timeout=90)
+            if target is None:
+                await wait_committed(kafka, group, partitions, n, timeout_s=180)
+                done = await read_outputs(kafka, expect_decided=n, timeout_s=120, settle_s=0.5)
+                assert done.decided == n, read_log(log)
+                assert sigterm(proc) == 0, read_log(log)
+            else:
+                await wait_committed(kafka, group, partitions, target, timeout_s=120)
+                sigkill(proc)  # no drain, open transactions abandoned
+        finally:
+            reap(proc)
+    out = await read_outputs(kafka, expect_decided=n, settle_s=1.0)
+    assert out.dead == 0
+    assert Counter(Counter(out.item_ids()).values()) == {1: n}  # exactly one label or request each
+    return out
 
 
 async def reference_decisions(
@@ -169,39 +220,63 @@ async def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     )
     await produce(kafka, items)
     grpc_port = free_port()
-    env = {
-        "ACT_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "ACT_KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-        "ACT_SAMPLER_GROUP_ID": group,
-        "ACT_SAMPLER_METRICS_PORT": "0",
-        "ACT_SAMPLER_GRPC_PORT": str(grpc_port),
-        "ACT_SAMPLER_SESSION_TIMEOUT_MS": "6000",
-        "ACT_SAMPLER_HEARTBEAT_INTERVAL_MS": "500",
-        "ACT_SAMPLER_COMMIT_MAX_RECORDS": "200",
-        "ACT_SAMPLER_LOG_LEVEL": "WARNING",
-        "ACT_SAMPLER_TASK_SOURCE": "topic",
-    }
+    env = process_env(kafka, group, grpc_port, ACT_SAMPLER_COMMIT_MAX_RECORDS="200")
     log = tmp_path / "sampler.log"
-    kills = 0
-    for target in (1500, 4000, 6500, None):
-        proc = spawn_service("services.sampler", env, log)
-        try:
-            await wait_serving(grpc_port, proc, what="sampler", timeout=90)
-            if target is None:
-                await wait_committed(kafka, group, partitions, n, timeout_s=180)
-                assert sigterm(proc) == 0, read_log(log)
-            else:
-                await wait_committed(kafka, group, partitions, target, timeout_s=120)
-                sigkill(proc)  # no drain, open transactions abandoned
-                kills += 1
-        finally:
-            reap(proc)
-    assert kills == 3
-    out = await read_outputs(kafka, expect_decided=n, settle_s=1.0)
-    assert out.dead == 0
-    assert Counter(Counter(out.item_ids()).values()) == {1: n}  # exactly one label or request each
-    assert eps_of(out) == reference  # and the very decisions of an uninterrupted run
+    out = await kill_three_times(kafka, group, partitions, n, env, (1500, 4000, 6500), log)
+    assert eps_of(out) == reference  # the very decisions of an uninterrupted run
     assert all(r.task.task_id == "task-1" for r in out.requests)  # the task came from the topic
+
+
+async def test_sigkill_in_batch_mode_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Batches far larger than the runner's in-flight and buffer limits, the sampler
+    SIGKILLed while it accepts members and while it writes decisions: every item is
+    decided exactly once, as by an uninterrupted run, and no member entry is left."""
+    partitions, batches, size = 3, 4, 600
+    rng = np.random.default_rng(11)
+    items = [
+        critique("task-1", f"item-{b}-{i:04d}", float(rng.beta(0.5, 5.0)), batch=(f"b-{b}", size))
+        for b in range(batches)
+        for i in range(size)
+    ]
+    n = len(items)
+    settings = {"mode": "batch", "rule": "normalization", "budget_fraction": 0.1}
+    reference = await reference_decisions(kafka_bootstrap, items, partitions, **settings)
+
+    kafka = await make_kafka(kafka_bootstrap, partitions)
+    group = f"g-{kafka.topic_prefix}"
+    await publish_task(
+        kafka,
+        task_pb2.Task(
+            task_id="task-1",
+            budget=task_pb2.Budget(fraction=0.1),
+            sampling=task_pb2.SamplingConfig(
+                rule=common_pb2.SAMPLING_RULE_NORMALIZATION, mode=common_pb2.SAMPLING_MODE_BATCH
+            ),
+        ),
+    )
+    await produce(kafka, items)
+    grpc_port = free_port()
+    # A batch of 600 is far beyond MAX_IN_FLIGHT and MAX_BUFFERED: nothing may wait on them.
+    env = process_env(
+        kafka,
+        group,
+        grpc_port,
+        ACT_SAMPLER_COMMIT_MAX_RECORDS="100",
+        ACT_SAMPLER_MAX_IN_FLIGHT="64",
+        ACT_SAMPLER_MAX_BUFFERED="128",
+    )
+    log = tmp_path / "sampler.log"
+    out = await kill_three_times(kafka, group, partitions, n, env, (700, 1500, 2200), log)
+    assert eps_of(out) == reference  # the very decisions of an uninterrupted run
+    latest = out.latest_states()
+    assert not [
+        k for k, s in latest.items() if k.startswith("batchm:") and s.HasField("batch_member")
+    ]
+    assert {k for k in latest if k.startswith("batch:")} == {
+        f"batch:task-1:b-{b}" for b in range(batches)
+    }
 
 
 async def test_benchmark_function_runs(kafka_bootstrap: str) -> None:

@@ -46,9 +46,7 @@ async def test_two_samplers_rebalancing_mid_stream_decide_like_one(kafka_bootstr
     group = f"g-{kafka.topic_prefix}"
     cut1, cut2 = 3000, 5500
     await produce(kafka, items[:cut1])
-    s = sampler_settings(
-        group_id=group, fetch_max_records=50, max_in_flight=64, max_batch=64, **settings
-    )
+    s = sampler_settings(group_id=group, fetch_max_records=50, max_in_flight=64, **settings)
     async with contextlib.AsyncExitStack() as first:
         runner_a, _ = await first.enter_async_context(running_stage(kafka, s))
         await wait_committed(kafka, group, partitions, 1500)

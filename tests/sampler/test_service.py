@@ -12,8 +12,7 @@ import functools
 from collections.abc import Iterable, Sequence
 
 import pytest
-from act.v1 import common_pb2, critique_pb2, review_pb2, sampling_pb2, task_pb2
-from pydantic import ValidationError
+from act.v1 import common_pb2, critique_pb2, dlq_pb2, review_pb2, sampling_pb2, task_pb2
 
 from services.core.batch import BatchSummary
 from services.core.sampling import Rule, bernoulli_draw
@@ -394,65 +393,132 @@ async def test_hard_cap_is_split_over_partitions() -> None:
 # ----------------------------------------------------------------- batches
 
 
-async def test_batch_waits_for_all_items_then_decides_exactly() -> None:
-    stage = make_stage(mode="batch", rule="threshold", budget_fraction=0.2)
-    eps = [0.05, 0.9, 0.1, 0.8, 0.2, 0.3, 0.15, 0.01, 0.7, 0.02]
-    tasks = [
-        asyncio.create_task(
-            StageHarness(stage).process(
-                critique("t", f"b{i}", e, batch=("B1", 10)), partition=i % 2, offset=i // 2
-            )
+def _decisions(outputs: Iterable[Output]) -> dict[str, sampling_pb2.SamplingDecision]:
+    """item id -> decision, from review requests and labels (each item at most once)."""
+    out: dict[str, sampling_pb2.SamplingDecision] = {}
+    for o in outputs:
+        if o.topic in ("review_requests", "labels"):
+            assert isinstance(o.value, review_pb2.ReviewRequest | review_pb2.FinalLabel)
+            item_id = o.value.decision.critique.annotation.item.item_id
+            assert item_id not in out, f"{item_id} decided twice"
+            out[item_id] = o.value.decision
+    return out
+
+
+async def _accept(
+    rt: MemoryRuntime, stage: SamplerStage, eps: Sequence[float], batch: tuple[str, int]
+) -> list[Sequence[Output]]:
+    """Feed the batch's critiques over partitions 0 and 1 (b<i> on partition i % 2),
+    committing each record."""
+    outs = []
+    for i, e in enumerate(eps):
+        (out,) = await rt.feed(
+            stage, [(i // 2, critique("t", f"b{i}", e, batch=batch))], partition=i % 2
         )
-        for i, e in enumerate(eps[:-1])
-    ]
-    await asyncio.sleep(0.02)
-    assert not any(t.done() for t in tasks)  # 9 of 10: everyone waits, nothing commits
-    last = await StageHarness(stage).process(
-        critique("t", "b9", eps[-1], batch=("B1", 10)), partition=1, offset=4
+        outs.append(out)
+    return outs
+
+
+async def test_batch_items_are_accepted_at_once_and_decided_when_all_are_committed() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage(mode="batch", rule="threshold", budget_fraction=0.2)
+    await rt.assign(stage, 0, 1)
+    eps = [0.05, 0.9, 0.1, 0.8, 0.2, 0.3, 0.15, 0.01, 0.7, 0.02]
+    outs = await _accept(rt, stage, eps[:-1], ("B1", 10))
+    # Nothing waits: each record's only output is its entry in its partition's changelog.
+    for i, out in enumerate(outs):
+        (entry,) = out
+        assert (entry.topic, entry.key, entry.partition) == (
+            "sampler_state",
+            f"batchm:t:B1:b{i}",
+            i % 2,
+        )
+    assert rt.flush(stage) == [] and stage.batches.open_batches == 1
+    assert sum(k.startswith("batchm:") for log in rt.changelogs.values() for k in log) == 9
+
+    (last,) = await rt.feed(
+        stage, [(4, critique("t", "b9", eps[-1], batch=("B1", 10)))], partition=1
     )
-    outs = [await t for t in tasks] + [last]
-    chosen = {decision_of(o).critique.annotation.item.item_id for o in outs if decision_of(o).delta}
-    assert chosen == {"b1", "b3"}  # B = floor(0.2 * 10) = 2: the two highest eps
-    summaries = set()
-    for o in outs:
-        d = decision_of(o)
-        assert d.mode == common_pb2.SAMPLING_MODE_BATCH and d.window_id == "B1"
-        summary_state = state_of(o, "batch:t:B1")
-        assert summary_state is not None  # every decision carries the summary
-        summaries.add(summary_state.quantile_sketch)
-    assert len(summaries) == 1
-    summary = BatchSummary.from_bytes(summaries.pop())
-    assert (summary.n, summary.budget, summary.selected, summary.rule) == (10, 2, 2, Rule.THRESHOLD)
+    assert [o.topic for o in last] == ["sampler_state"]
+    decided = _decisions(rt.flush(stage))  # both partitions write their members' decisions
+    assert set(decided) == {f"b{i}" for i in range(10)}
+    assert {i for i, d in decided.items() if d.delta} == {"b1", "b3"}  # B = 2: the top two eps
+    assert all(
+        d.mode == common_pb2.SAMPLING_MODE_BATCH and d.window_id == "B1" for d in decided.values()
+    )
+    for p in (0, 1):  # entries gone, the summary in both changelogs
+        log = rt.changelogs[p]
+        assert not any(k.startswith("batchm:") for k in log)
+        summary = BatchSummary.from_bytes(
+            sampling_pb2.SamplerState.FromString(log["batch:t:B1"]).quantile_sketch
+        )
+        assert (summary.n, summary.budget, summary.selected, summary.rule) == (
+            10,
+            2,
+            2,
+            Rule.THRESHOLD,
+        )
+    assert rt.flush(stage) == [] and stage.batches.open_batches == 0
+    # An item of the decided batch ingested again is decided at once, the same way.
+    again = await StageHarness(stage).process(
+        critique("t", "b1", eps[1], batch=("B1", 10)), offset=9
+    )
+    assert decision_of(again).delta and decision_of(again).pi == decided["b1"].pi
 
 
-async def test_partly_committed_batch_is_finished_from_its_summary() -> None:
+async def test_a_batch_larger_than_the_runners_limits_is_decided() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage(
+        mode="batch", rule="normalization", budget_fraction=0.1, max_in_flight=8, max_buffered=8
+    )
+    await rt.assign(stage, 0, 1)
+    eps = [((i * 37) % 100) / 100 for i in range(50)]
+    await _accept(rt, stage, eps, ("big", 50))
+    decided = _decisions(rt.flush(stage))
+    assert len(decided) == 50 and sum(d.delta for d in decided.values()) <= 5
+
+
+@pytest.mark.parametrize("crash", ["before_decision", "between_partitions"])
+async def test_a_batch_survives_a_crash_at_any_point_exactly_once(crash: str) -> None:
+    """Restart from the committed changelogs: every item is decided once, as without the crash."""
+    eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
+    ref_rt = MemoryRuntime()
+    ref = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
+    await ref_rt.assign(ref, 0, 1)
+    await _accept(ref_rt, ref, eps, ("B", 6))
+    reference = _decisions(ref_rt.flush(ref))
+
     rt = MemoryRuntime()
     stage = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
     await rt.assign(stage, 0, 1)
-    eps = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7]
-    outs = await asyncio.gather(
-        *[
-            StageHarness(stage).process(
-                critique("t", f"b{i}", e, batch=("B", 6)), partition=i % 2, offset=i
-            )
-            for i, e in enumerate(eps)
-        ]
-    )
-    # Partition 0 committed, partition 1 did not; after a restart only partition
-    # 1's items come back and the batch can never fill again.
-    for i in (0, 2, 4):
-        rt.commit(stage, 0, i, outs[i])
+    await _accept(rt, stage, eps, ("B", 6))
+    before: list[Output] = []
+    if crash == "between_partitions":
+        # Partition 0 wrote its members' decisions; the process died before partition 1's.
+        rt.requested.discard(1)
+        before = rt.flush(stage)
+        assert set(_decisions(before)) == {"b0", "b2", "b4"}
+    rt.requested.clear()  # the process dies: what it asked for dies with it
     fresh = make_stage(mode="batch", rule="normalization", budget_fraction=0.3)
     await rt.assign(fresh, 0, 1)
-    again = [
-        await StageHarness(fresh).process(
-            critique("t", f"b{i}", eps[i], batch=("B", 6)), partition=1, offset=i
-        )
-        for i in (1, 3, 5)
-    ]
-    for i, o in zip((1, 3, 5), again, strict=True):
-        assert decision_of(o).delta == decision_of(outs[i]).delta
-        assert decision_of(o).pi == decision_of(outs[i]).pi
+    after = rt.flush(fresh)
+    decided = _decisions([*before, *after])  # raises on a second decision of an item
+    assert set(decided) == set(reference)
+    for item_id, d in reference.items():
+        assert (decided[item_id].delta, decided[item_id].pi) == (d.delta, d.pi)
+
+
+async def test_members_are_decided_only_once_committed() -> None:
+    rt = MemoryRuntime()
+    stage = make_stage(mode="batch", rule="threshold", budget_fraction=0.5)
+    await rt.assign(stage, 0, 1)
+    h = StageHarness(stage)
+    first = await h.process(critique("t", "a", 0.9, batch=("B", 2)), partition=0, offset=0)
+    second = await h.process(critique("t", "b", 0.1, batch=("B", 2)), partition=1, offset=0)
+    rt.commit(stage, 0, 0, first)
+    assert rt.flush(stage) == []  # b's record is not committed: it could go to another owner
+    rt.commit(stage, 1, 0, second)
+    assert set(_decisions(rt.flush(stage))) == {"a", "b"}
 
 
 @pytest.mark.parametrize("rule", ["normalization", "exponential", "threshold"])
@@ -461,48 +527,51 @@ async def test_offline_draws_are_the_batch_modes_with_the_same_params(rule: str)
     stage = make_stage(
         mode="batch", rule=rule, budget_fraction=0.3, seed=7, pi_min=0.02, alpha_method="quantile"
     )
+    rt = MemoryRuntime()
+    await rt.assign(stage, 0, 1)
     params = stage.settings.sampling_params()
     eps = [(i * 37 % 100) / 100 for i in range(40)]
     ids = [f"b{i}" for i in range(len(eps))]
-    harness = StageHarness(stage)
-    outs = await asyncio.gather(
-        *[
-            harness.process(critique("t", item_id, e, batch=("B", len(eps))), offset=i)
-            for i, (item_id, e) in enumerate(zip(ids, eps, strict=True))
-        ]
-    )
+    await _accept(rt, stage, eps, ("B", len(eps)))
+    decided = _decisions(rt.flush(stage))
     offline = sample_reviews(eps, params, ids=ids, task_id="t")
-    assert [decision_of(o).delta for o in outs] == offline.delta.tolist()
-    assert [decision_of(o).pi for o in outs] == offline.pi.tolist()
+    assert [decided[i].delta for i in ids] == offline.delta.tolist()
+    assert [decided[i].pi for i in ids] == offline.pi.tolist()
     assert offline.params == params and offline.rule is Rule(rule)
 
 
 async def test_batch_limits_fail_clearly() -> None:
+    rt = MemoryRuntime()
     stage = make_stage(mode="batch", max_batch=5, batch_timeout_s=0.2)
+    await rt.assign(stage, 0, 1)
     with pytest.raises(PermanentError, match="max_batch"):
         await StageHarness(stage).process(critique("t", "x", 0.1, batch=("big", 6)))
     with pytest.raises(PermanentError, match=r"needs Item\.batch"):
         await StageHarness(stage).process(critique("t", "y", 0.1), offset=1)
-    waiting = [
-        asyncio.create_task(
-            StageHarness(stage).process(
-                critique("t", f"s{i}", 0.1, batch=("short", 5)), offset=2 + i
-            )
-        )
-        for i in range(3)
-    ]
-    for t in waiting:
-        with pytest.raises(PermanentError, match="3 of 5 critiques arrived"):
-            await t
+    await rt.feed(
+        stage, [(2 + i, critique("t", f"s{i}", 0.1, batch=("short", 5))) for i in range(3)]
+    )
+    try:
+        await asyncio.sleep(0.5)  # past the timeout: the expiry check fails the batch
+        letters = rt.flush(stage)
+    finally:
+        await stage.stop()
+    assert [o.topic for o in letters] == ["dlq"] * 3
+    for o in letters:
+        assert isinstance(o.value, dlq_pb2.DeadLetter)
+        assert "3 of 5 critiques arrived" in o.value.error_message
+        assert o.value.original_offset in (2, 3, 4) and o.value.original_value
+    assert not any(k.startswith("batchm:") for k in rt.changelogs[0])
+    with pytest.raises(PermanentError, match="3 of 5 critiques arrived"):  # a late item
+        await StageHarness(stage).process(critique("t", "s3", 0.1, batch=("short", 5)), offset=5)
 
 
 # ---------------------------------------------------------------- settings
 
 
-def test_settings_bound_the_batch_by_the_runner_limits() -> None:
-    with pytest.raises(ValidationError, match="max_batch"):
-        SamplerSettings(metrics_port=0, max_batch=300, max_in_flight=256)
-    assert SamplerSettings(metrics_port=0, max_batch=300, max_in_flight=300).max_batch == 300
+def test_batch_size_no_longer_depends_on_the_runners_limits() -> None:
+    settings = SamplerSettings(metrics_port=0, max_batch=50_000, max_in_flight=256)
+    assert settings.max_batch > settings.max_in_flight
 
 
 async def test_tasks_from_a_task_source_set_the_budget_and_reach_the_gateway() -> None:

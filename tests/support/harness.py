@@ -14,6 +14,7 @@ partitions to a new one.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic
@@ -87,7 +88,9 @@ class MemoryRuntime:
     fencing; :meth:`commit` is one successful transaction of a prefix (the
     prefix's own changelog outputs, then ``stage.changelog(p, k)``, then
     ``on_committed``); :meth:`revoke` is a rebalance. Uncommitted work simply
-    never reaches :meth:`commit`.
+    never reaches :meth:`commit`. A stage's ``request_commit`` is noted and
+    :meth:`flush` runs the transactions asked for; what the ``changelog`` hook
+    writes to other topics is collected in :attr:`emitted`.
     """
 
     def __init__(self, input_partitions: int = 4) -> None:
@@ -95,12 +98,18 @@ class MemoryRuntime:
         self.changelogs: dict[int, dict[str, bytes]] = {}
         self.committed: dict[int, int] = {}
         self.transactions = 0
+        #: Partitions whose stage asked for a transaction (``request_commit``).
+        self.requested: set[int] = set()
+        #: Outputs the ``changelog`` hook wrote to topics other than the changelog.
+        self.emitted: list[Output] = []
 
     async def assign(self, stage: Stage[Any], *partitions: int) -> None:
         """``on_assigned`` with each partition's committed offset and changelog."""
         for p in partitions:
             context = PartitionContext(
-                state=dict(self.changelogs.get(p, {})), input_partitions=self.input_partitions
+                state=dict(self.changelogs.get(p, {})),
+                input_partitions=self.input_partitions,
+                request_commit=functools.partial(self.requested.add, p),
             )
             await stage.on_assigned(p, self.committed.get(p), context)
 
@@ -116,14 +125,30 @@ class MemoryRuntime:
         topic = stage.changelog_topic
         assert topic is not None, f"stage {stage.name} has no changelog"
         writes = [o for o in outputs if o.topic == topic]
-        writes += stage.changelog(partition, upto)
+        hook = list(stage.changelog(partition, upto))
+        writes += [w for w in hook if w.topic == topic]
         log = self.changelogs.setdefault(partition, {})
         for w in writes:
             assert w.topic == topic and w.partition == partition, w
-            log[w.key] = w.value.SerializeToString()
+            value = w.value.SerializeToString()
+            if value:
+                log[w.key] = value
+            else:  # a tombstone
+                log.pop(w.key, None)
+        self.emitted += [w for w in hook if w.topic != topic]
         self.committed[partition] = upto + 1
         self.transactions += 1
         stage.on_committed(partition, upto)
+
+    def flush(self, stage: Stage[Any]) -> list[Output]:
+        """Run the transactions the stage asked for (no new records, as the runner
+        does); returns what they wrote to topics other than the changelog."""
+        before = len(self.emitted)
+        while self.requested:
+            p = min(self.requested)
+            self.requested.discard(p)
+            self.commit(stage, p, self.committed.get(p, 0) - 1)
+        return self.emitted[before:]
 
     async def feed(
         self,

@@ -15,7 +15,13 @@ from services.trainer.data import ActDataset, LabelledSet
 from services.trainer.fit import TrainConfig, accuracy, make_optimizer, new_state, train
 from services.trainer.hpo import Candidate, grid, grid_search
 from services.trainer.loss import LossKind, Objective
-from services.trainer.models import InputKind, ModelSpec, build_model, model_names, register_model
+from services.trainer.networks import (
+    InputKind,
+    NetworkSpec,
+    build_network,
+    network_names,
+    register_network,
+)
 from tests.trainer.support import blob_image
 
 
@@ -41,18 +47,18 @@ def test_resume_from_a_checkpoint_gives_the_uninterrupted_result(tmp_path: Path)
     objective = Objective(LossKind.ACT, 0.8)
 
     torch.manual_seed(3)
-    straight = train(data, objective, cfg, new_state(build_model("cnn-28x28", 4), cfg))
+    straight = train(data, objective, cfg, new_state(build_network("cnn-28x28", 4), cfg))
 
     torch.manual_seed(3)
     half = train(
-        data, objective, replace(cfg, epochs=2), new_state(build_model("cnn-28x28", 4), cfg)
+        data, objective, replace(cfg, epochs=2), new_state(build_network("cnn-28x28", 4), cfg)
     )
     path = tmp_path / "c.pt"
     written = ckpt.save_checkpoint(path, half, extra={"lam": 0.8})
     assert written.epoch == 2 and len(written.sha256) == 64
     torch.manual_seed(999)  # a restarted process has other RNG state ...
     np.random.seed(999)
-    model = build_model("cnn-28x28", 4)
+    model = build_network("cnn-28x28", 4)
     state, extra = ckpt.load_checkpoint(path, model, make_optimizer(model, cfg))
     assert extra == {"lam": 0.8} and state.epoch == 2 and len(state.history) == 2
     resumed = train(data, objective, cfg, state)  # ... which the checkpoint restores
@@ -66,7 +72,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     data, _ = _data(64)
     cfg = TrainConfig(epochs=1, batch_size=32)
     state = train(
-        data, Objective(LossKind.MACHINE_ONLY), cfg, new_state(build_model("cnn-28x28", 4), cfg)
+        data, Objective(LossKind.MACHINE_ONLY), cfg, new_state(build_network("cnn-28x28", 4), cfg)
     )
     path = tmp_path / "c.pt"
     ckpt.save_checkpoint(path, state)
@@ -82,7 +88,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert path.read_bytes() == before  # the old checkpoint is intact
     assert os.listdir(tmp_path) == ["c.pt"]  # and no temporary file is left
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    model = build_model("cnn-28x28", 4)
+    model = build_network("cnn-28x28", 4)
     with pytest.raises(ValueError, match="not an ACT trainer checkpoint"):
         ckpt.load_checkpoint(tmp_path / "junk.pt", model, make_optimizer(model, cfg))
 
@@ -95,7 +101,7 @@ def test_training_learns_and_weighted_accuracy() -> None:
         data,
         Objective(LossKind.HUMAN_ONLY),
         cfg,
-        new_state(build_model("cnn-28x28", 4), cfg),
+        new_state(build_network("cnn-28x28", 4), cfg),
         validation=test,
     )
     assert state.history[-1].metrics["val_accuracy"] > 0.9
@@ -131,7 +137,7 @@ def test_cancel_stops_between_batches() -> None:
             data,
             Objective(LossKind.ACT),
             cfg,
-            new_state(build_model("cnn-28x28", 4), cfg),
+            new_state(build_network("cnn-28x28", 4), cfg),
             cancel=cancel,
         )
 
@@ -142,7 +148,7 @@ def test_grid_search_selects_on_validation_and_starts_every_candidate_alike() ->
     inits: list[list[torch.Tensor]] = []
 
     def make() -> torch.nn.Module:
-        m = build_model("cnn-28x28", 4)
+        m = build_network("cnn-28x28", 4)
         inits.append(_params(m))
         return m
 
@@ -179,23 +185,23 @@ def test_any_module_plugs_in() -> None:
             out: torch.Tensor = self.fc(x.float().flatten(1) / 255.0)
             return out
 
-    register_model(
-        ModelSpec("test-linear", InputKind.IMAGE28, lambda k, p: Linear(k), (1e-2,), 1e-2, 2, 32),
+    register_network(
+        NetworkSpec("test-linear", InputKind.IMAGE28, lambda k, p: Linear(k), (1e-2,), 1e-2, 2, 32),
         replace=True,
     )
-    assert "test-linear" in model_names()
+    assert "test-linear" in network_names()
     data, val = _data(200)
     cfg = TrainConfig(learning_rate=1e-2, epochs=3, batch_size=32)
     state = train(
         data,
         Objective(LossKind.ACT, 0.9),
         cfg,
-        new_state(build_model("test-linear", 4), cfg),
+        new_state(build_network("test-linear", 4), cfg),
         validation=val,
     )
     assert state.history[-1].metrics["val_accuracy"] > 0.5
     with pytest.raises(KeyError, match="unknown model"):
-        build_model("no-such-model", 4)
+        build_network("no-such-model", 4)
 
 
 def test_act_dataset_validation() -> None:
@@ -215,22 +221,24 @@ def test_act_dataset_validation() -> None:
 def test_text_models_train_on_minilm() -> None:
     """The MiniLM head (cached embeddings) and the fine-tuned encoder both plug in."""
     from services.trainer.features import prepare_inputs
-    from services.trainer.models import model_spec
+    from services.trainer.networks import network_spec
 
     texts = [f"cheap pills offer number {i} click now" for i in range(12)] + [
         f"meeting notes for project {i} attached" for i in range(12)
     ]
     labels = np.array([1] * 12 + [0] * 12)
-    head = model_spec("minilm-head")
+    head = network_spec("minilm-head")
     x = prepare_inputs(head.input_kind, texts)
     assert isinstance(x, torch.Tensor) and tuple(x.shape) == (24, 384)
     data = ActDataset.from_arrays(x, labels, labels, np.ones(24, bool), np.ones(24), 2)
     cfg = TrainConfig(learning_rate=1e-2, epochs=10, batch_size=8)
     torch.manual_seed(0)
-    state = train(data, Objective(LossKind.ACT), cfg, new_state(build_model("minilm-head", 2), cfg))
+    state = train(
+        data, Objective(LossKind.ACT), cfg, new_state(build_network("minilm-head", 2), cfg)
+    )
     assert accuracy(state.model, LabelledSet.from_arrays(x, labels)) == 1.0
     # End to end: gradients reach the encoder.
-    tuned = build_model("minilm-finetune", 2, {"max_seq_length": "16"})
+    tuned = build_network("minilm-finetune", 2, {"max_seq_length": "16"})
     text_data = ActDataset.from_arrays(
         texts[:4], labels[:4], labels[:4], np.ones(4, bool), np.ones(4), 2
     )

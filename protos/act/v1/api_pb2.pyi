@@ -328,7 +328,7 @@ class PartitionLag(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., end_offset: _Optional[int] = ..., committed_offset: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
 
 class StageStatus(_message.Message):
-    __slots__ = ("stage", "topic", "consumer_group", "records", "lag", "partitions", "members", "committed_records", "dead_letters")
+    __slots__ = ("stage", "topic", "consumer_group", "records", "lag", "partitions", "members", "committed_records", "dead_letters", "in_flight", "retries", "live_replicas")
     class DeadLettersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +345,9 @@ class StageStatus(_message.Message):
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    LIVE_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     stage: str
     topic: str
     consumer_group: str
@@ -354,7 +357,10 @@ class StageStatus(_message.Message):
     members: int
     committed_records: int
     dead_letters: _containers.ScalarMap[str, int]
-    def __init__(self, stage: _Optional[str] = ..., topic: _Optional[str] = ..., consumer_group: _Optional[str] = ..., records: _Optional[int] = ..., lag: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., members: _Optional[int] = ..., committed_records: _Optional[int] = ..., dead_letters: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    in_flight: int
+    retries: int
+    live_replicas: int
+    def __init__(self, stage: _Optional[str] = ..., topic: _Optional[str] = ..., consumer_group: _Optional[str] = ..., records: _Optional[int] = ..., lag: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., members: _Optional[int] = ..., committed_records: _Optional[int] = ..., dead_letters: _Optional[_Mapping[str, int]] = ..., in_flight: _Optional[int] = ..., retries: _Optional[int] = ..., live_replicas: _Optional[int] = ...) -> None: ...
 
 class LatestFit(_message.Message):
     __slots__ = ("fit_id", "state", "finished_at", "metrics", "updated_at")

@@ -46,7 +46,7 @@ class SamplingDecision(_message.Message):
     def __init__(self, critique: _Optional[_Union[_critique_pb2.Critique, _Mapping]] = ..., delta: _Optional[bool] = ..., pi: _Optional[float] = ..., eps: _Optional[float] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., mode: _Optional[_Union[_common_pb2.SamplingMode, str]] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., tau: _Optional[float] = ..., budget_fraction: _Optional[float] = ..., pi_min: _Optional[float] = ..., seed: _Optional[int] = ..., draw: _Optional[float] = ..., window_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SamplerState(_message.Message):
-    __slots__ = ("task_id", "partition", "quantile_sketch", "seen", "selected", "window_seen", "window_selected", "window_id", "batch_counts", "updated_at", "committed_offset")
+    __slots__ = ("task_id", "partition", "quantile_sketch", "seen", "selected", "window_seen", "window_selected", "window_id", "batch_counts", "updated_at", "committed_offset", "batch_member")
     class BatchCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class SamplerState(_message.Message):
     BATCH_COUNTS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MEMBER_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     partition: int
     quantile_sketch: bytes
@@ -76,4 +77,19 @@ class SamplerState(_message.Message):
     batch_counts: _containers.ScalarMap[str, int]
     updated_at: _timestamp_pb2.Timestamp
     committed_offset: int
-    def __init__(self, task_id: _Optional[str] = ..., partition: _Optional[int] = ..., quantile_sketch: _Optional[bytes] = ..., seen: _Optional[int] = ..., selected: _Optional[int] = ..., window_seen: _Optional[int] = ..., window_selected: _Optional[int] = ..., window_id: _Optional[str] = ..., batch_counts: _Optional[_Mapping[str, int]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_offset: _Optional[int] = ...) -> None: ...
+    batch_member: BatchMember
+    def __init__(self, task_id: _Optional[str] = ..., partition: _Optional[int] = ..., quantile_sketch: _Optional[bytes] = ..., seen: _Optional[int] = ..., selected: _Optional[int] = ..., window_seen: _Optional[int] = ..., window_selected: _Optional[int] = ..., window_id: _Optional[str] = ..., batch_counts: _Optional[_Mapping[str, int]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., committed_offset: _Optional[int] = ..., batch_member: _Optional[_Union[BatchMember, _Mapping]] = ...) -> None: ...
+
+class BatchMember(_message.Message):
+    __slots__ = ("critique", "topic", "partition", "offset", "accepted_at")
+    CRITIQUE_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_AT_FIELD_NUMBER: _ClassVar[int]
+    critique: _critique_pb2.Critique
+    topic: str
+    partition: int
+    offset: int
+    accepted_at: _timestamp_pb2.Timestamp
+    def __init__(self, critique: _Optional[_Union[_critique_pb2.Critique, _Mapping]] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -6,17 +6,17 @@ import functools
 
 from act.v1 import common_pb2, item_pb2, task_pb2
 
+from services.backend_api.protocols import AnnotationResult
 from services.llm.annotator import prompts
 from services.llm.annotator.parsing import ParsedAnnotation, parse_annotation
 from services.llm.logprobs import Aligned, sequence_probability
 from services.llm.outputs import OutputParseError
 from services.llm.prompting import LLMBackendBase, require_labels
 from services.llm.types import ChatResponse
-from services.models.base import AnnotationResult
 
 
 class LLMAnnotatorBackend(LLMBackendBase):
-    """:class:`~services.models.base.AnnotatorBackend` over any :class:`LLMClient`.
+    """:class:`~services.backend_api.protocols.AnnotatorBackend` over any :class:`LLMClient`.
 
     After unparseable output the model is asked again (``reask_attempts``
     times) with its reply and the problem appended, so the shared prefix stays

@@ -6,6 +6,7 @@ import functools
 
 from act.v1 import annotation_pb2, common_pb2, task_pb2
 
+from services.backend_api.protocols import CritiqueResult
 from services.llm.critic import prompts
 from services.llm.critic.scoring import (
     eps_from_priority,
@@ -17,7 +18,6 @@ from services.llm.logprobs import Aligned, eps_from_yes_no, perplexity, yes_no_p
 from services.llm.outputs import OutputParseError
 from services.llm.prompting import LLMBackendBase, require_labels
 from services.llm.types import ChatResponse
-from services.models.base import CritiqueResult
 from services.runtime.retry import PermanentError
 
 S = common_pb2
@@ -28,7 +28,7 @@ class WhiteBoxError(OutputParseError):
 
 
 class LLMCriticBackend(LLMBackendBase):
-    """:class:`~services.models.base.CriticBackend` over any :class:`LLMClient`.
+    """:class:`~services.backend_api.protocols.CriticBackend` over any :class:`LLMClient`.
 
     Black-box strategies read eps from the text. White-box strategies ask for
     the generated tokens' log-probabilities (never the prompt's) and need a

@@ -10,7 +10,7 @@ from act.v1 import common_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message as ProtoMessage
 
-from services.models.base import CallUsage
+from services.backend_api.protocols import CallUsage
 from services.runtime.stage import Hook, HookedStage
 from services.runtime.tasks import TaskSource
 
@@ -20,7 +20,7 @@ S = TypeVar("S", bound=int)  # the stage's strategy enum
 R = TypeVar("R")
 
 
-class ModelStage(HookedStage[M], Generic[M, B, S]):
+class BackendStage(HookedStage[M], Generic[M, B, S]):
     """A stage that asks a backend about each record of a task.
 
     Holds the backend, the task source, the provider name its outputs carry

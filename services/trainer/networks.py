@@ -12,7 +12,7 @@ a laptop-class CPU in seconds to minutes, so the defaults are
   fine-tuned too (the RoBERTa recipe of appendix A.3, far slower on a CPU);
 * ``mlp``: an MLP on any fixed-length feature vectors.
 
-Any other model plugs in through :func:`register_model`: the ACT loss only
+Any other model plugs in through :func:`register_network`: the ACT loss only
 needs logits of shape (batch, classes).
 """
 
@@ -49,7 +49,7 @@ ModelFactory = Callable[[int, Mapping[str, str]], nn.Module]
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class NetworkSpec:
     """A registered downstream model and its training defaults."""
 
     name: str
@@ -63,11 +63,11 @@ class ModelSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+_REGISTRY: dict[str, NetworkSpec] = {}
 _LOCK = threading.Lock()
 
 
-def register_model(spec: ModelSpec, *, replace: bool = False) -> None:
+def register_network(spec: NetworkSpec, *, replace: bool = False) -> None:
     """Make a model available by name (``FitConfig.model``, the experiments' CLI)."""
     with _LOCK:
         if spec.name in _REGISTRY and not replace:
@@ -75,7 +75,7 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> None:
         _REGISTRY[spec.name] = spec
 
 
-def model_spec(name: str) -> ModelSpec:
+def network_spec(name: str) -> NetworkSpec:
     """The registered model ``name`` or ``KeyError`` naming the known ones."""
     with _LOCK:
         spec = _REGISTRY.get(name)
@@ -85,17 +85,19 @@ def model_spec(name: str) -> ModelSpec:
     return spec
 
 
-def model_names() -> list[str]:
+def network_names() -> list[str]:
     """Names of all registered models."""
     with _LOCK:
         return sorted(_REGISTRY)
 
 
-def build_model(name: str, num_classes: int, params: Mapping[str, str] | None = None) -> nn.Module:
+def build_network(
+    name: str, num_classes: int, params: Mapping[str, str] | None = None
+) -> nn.Module:
     """A freshly initialised model (seed torch before calling for reproducibility)."""
     if num_classes < 2:
         raise ValueError("a classifier needs at least 2 classes")
-    return model_spec(name).build(num_classes, dict(params or {}))
+    return network_spec(name).build(num_classes, dict(params or {}))
 
 
 def _int(params: Mapping[str, str], key: str, default: int) -> int:
@@ -260,8 +262,8 @@ def _build_minilm_finetune(num_classes: int, params: Mapping[str, str]) -> nn.Mo
 # head on frozen embeddings learns faster than a fine-tuned RoBERTa, so its
 # grid is shifted up from the paper's [1e-4, 5e-5, 2e-5, 1e-5]; fine-tuning
 # the encoder uses the paper's RoBERTa grid.
-register_model(
-    ModelSpec(
+register_network(
+    NetworkSpec(
         name="cnn-28x28",
         input_kind=InputKind.IMAGE28,
         build=_build_cnn,
@@ -272,8 +274,8 @@ register_model(
         description="small strided CNN for 28x28 grayscale images (Fashion-MNIST)",
     )
 )
-register_model(
-    ModelSpec(
+register_network(
+    NetworkSpec(
         name="minilm-head",
         input_kind=InputKind.MINILM_EMBEDDING,
         build=_build_minilm_head,
@@ -284,8 +286,8 @@ register_model(
         description="MLP head on frozen all-MiniLM-L6-v2 embeddings (text)",
     )
 )
-register_model(
-    ModelSpec(
+register_network(
+    NetworkSpec(
         name="minilm-finetune",
         input_kind=InputKind.TEXT,
         build=_build_minilm_finetune,
@@ -296,8 +298,8 @@ register_model(
         description="all-MiniLM-L6-v2 fine-tuned end to end with an MLP head (slow on CPU)",
     )
 )
-register_model(
-    ModelSpec(
+register_network(
+    NetworkSpec(
         name="mlp",
         input_kind=InputKind.FEATURES,
         build=_build_mlp,

@@ -1,0 +1,9 @@
+"""The batch-API path: annotation through OpenAI's Batch API or Anthropic's Message Batches.
+
+For work that accepts hours of latency at about half the price. A single
+driver process (:mod:`services.batchapi.driver`) reads items, accepts them
+into a batch recorded on the compacted ``batch_state`` topic in the same
+Kafka transaction as their offsets, submits the batch, polls it and
+publishes the results (annotations, retries, dead letters) in one more
+transaction. See README, "Batch mode".
+"""
