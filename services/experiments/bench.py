@@ -22,6 +22,7 @@ BENCH_KEYS = (
     "gap_human_act_exp",
     "gap_human_act_norm",
     "gap_human_machine",
+    "gap_human_reviewed_only",
     "budget",
     "annotator_accuracy",
 )

@@ -39,15 +39,13 @@ PRESETS: dict[str, dict[str, Preset]] = {
             seeds=5,
             n_train=6000,
             n_test=5000,
-            config=TableConfig(
-                epochs=4, lambdas=(0.6, 0.8, 1.0), include_reviewed_only=False, workers=2
-            ),
+            config=TableConfig(epochs=4, lambdas=(0.6, 0.8, 1.0), workers=2),
         ),
         "spam": Preset(
             seeds=5,
             n_train=None,
             n_test=None,
-            config=TableConfig(lambdas=(0.6, 0.8, 1.0), include_reviewed_only=False),
+            config=TableConfig(lambdas=(0.6, 0.8, 1.0)),
         ),
     },
     "report": {

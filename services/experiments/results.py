@@ -13,6 +13,7 @@ from services.experiments.methods import (
     ACT_THRE,
     HUMAN_ONLY,
     MACHINE_ONLY,
+    REVIEWED_ONLY,
     Method,
     TableConfig,
 )
@@ -98,6 +99,12 @@ class TableResult:
             f"{p}gap_human_act_data_ce": self.gap(ACT_DATA_CE.key),
             # The paper's "Human-ACT performance gap": the better of exp. and thre.
             f"{p}gap_human_act": min(self.gap(ACT_EXP.key), self.gap(ACT_THRE.key)),
+            # Training on the reviewed items alone: the baseline ACT must beat.
+            **(
+                {f"{p}gap_human_reviewed_only": self.gap(REVIEWED_ONLY.key)}
+                if any(m.key == REVIEWED_ONLY.key for m in self.methods)
+                else {}
+            ),
             f"{p}budget": 100.0 * self.budget,
             f"{p}annotator_accuracy": 100.0 * self.annotator_accuracy,
             f"{p}aqg_at_budget": 100.0 * self.aqg_at_budget,

@@ -15,7 +15,6 @@ from services.demo import plan as steps
 from services.demo.__main__ import parse_args
 from services.fewshot.pair import build_pair
 from services.fewshot.pools import builtin_pool
-from tests.llm.conftest import smollm2_base_url  # noqa: F401  (the fixture)
 
 
 def test_options_need_a_text_data_set_and_size_the_run_for_a_cpu() -> None:
@@ -66,7 +65,7 @@ def test_the_llm_task_uses_the_local_server_for_both_roles() -> None:
 
 
 @pytest.mark.slow
-def test_model_selection_asks_the_model_with_each_strategy(smollm2_base_url: str) -> None:  # noqa: F811
+def test_model_selection_asks_the_model_with_each_strategy(smollm2_base_url: str) -> None:
     pool = builtin_pool("spam-assassin")
     pair = build_pair(pool, per_class=8, seed=0)
     config = steps.DemoConfig(

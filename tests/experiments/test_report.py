@@ -66,6 +66,9 @@ def test_table_report_and_plots(tmp_path: Path) -> None:
     assert summary["fashion_gap_human_machine"] == pytest.approx(
         result.mean("human_only") - result.mean("machine_only")
     )
+    assert summary["fashion_gap_human_reviewed_only"] == pytest.approx(
+        result.mean("human_only") - result.mean("reviewed_only")
+    )
     assert summary["fashion_budget"] == pytest.approx(100 * result.budget)
     paths = write_report(result, tmp_path / "fashion")
     text = paths["table"].read_text()
@@ -94,6 +97,7 @@ def test_table_result_returns_the_bench_keys_and_writes_the_report(tmp_path: Pat
     out = result.summary()
     for key in KEYS:
         assert np.isfinite(out[f"fashion_{key}"])
+    assert "fashion_gap_human_reviewed_only" not in out  # not in this table: no number
     assert out["fashion_budget"] == pytest.approx(30.0)
     assert (tmp_path / "fashion" / "table.md").is_file()
 
