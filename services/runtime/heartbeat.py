@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 #: A replica is live until this many of its intervals pass without a heartbeat.
 LIVE_INTERVALS = 3.0
+#: Seconds between looks for a missing heartbeat topic.
+MISSING_TOPIC_RECHECK_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,7 @@ class HeartbeatPublisher:
         self.sent = 0
         self._producer = producer
         self._topic_ready = False
+        self._next_check = 0.0
         self._warned = False
         self._task: asyncio.Task[None] | None = None
 
@@ -165,9 +168,18 @@ class HeartbeatPublisher:
                 raise
         if not self._topic_ready:
             # Without the topic (a deployment that predates it) a send would
-            # block on metadata for the producer's whole request timeout.
-            cluster = await self._producer.client.fetch_all_metadata()
-            if self.topic not in cluster.topics():
+            # block on metadata for the producer's whole request timeout. The
+            # check asks for this topic's metadata only (a cluster can hold
+            # thousands), and a missing topic is looked for again once a minute.
+            now = asyncio.get_running_loop().time()
+            if now < self._next_check:
+                return
+            client = self._producer.client
+            await client.add_topic(self.topic)
+            if self.topic not in client.cluster.topics():
+                await client.force_metadata_update()
+            if self.topic not in client.cluster.topics():
+                self._next_check = now + MISSING_TOPIC_RECHECK_S
                 if not self._warned:
                     log.warning("heartbeat_topic_missing", topic=self.topic)
                     self._warned = True
