@@ -35,8 +35,6 @@ processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 
 import uvicorn
 from starlette.applications import Starlette
@@ -53,6 +51,7 @@ from services.batchapi.standin_core import (
     StandInBatch,
     StandInConfig,
 )
+from services.runtime.http_server import bound_port, serve_in_loop, stop_serving
 
 __all__ = [
     "ALWAYS_FAIL",
@@ -85,24 +84,12 @@ class BatchStandIn(BatchStore):
             access_log=False, lifespan="off", timeout_graceful_shutdown=1,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("batch stand-in stopped while starting")
-            if time.monotonic() > deadline:
-                raise TimeoutError("batch stand-in did not start")
-            await asyncio.sleep(0.01)
-        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self._task = await serve_in_loop(self._server, "batch stand-in")
+        self.port = bound_port(self._server)
 
     async def stop(self) -> None:
         """Stop serving."""
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, timeout=5)
+        await stop_serving(self._server, self._task)
 
     async def _stats(self, request: Request) -> Response:
         return JSONResponse({"submissions": dict(self.submissions), "batches": len(self.batches)})

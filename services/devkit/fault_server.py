@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -48,6 +47,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from services.runtime.http_server import bound_port, serve_in_loop, stop_serving
 
 FAULTS = ("rate_limit", "server_error", "hang", "truncated_json", "unparseable")
 REPO = Path(__file__).resolve().parents[2]
@@ -254,26 +255,12 @@ class OpenAIFaultServer:
             backlog=4096,
         )
         self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("fault server stopped while starting")
-            if time.monotonic() > deadline:
-                raise TimeoutError("fault server did not start")
-            await asyncio.sleep(0.01)
-        sock = self._server.servers[0].sockets[0]
-        self.port = int(sock.getsockname()[1])
+        self._task = await serve_in_loop(self._server, "fault server")
+        self.port = bound_port(self._server)
 
     async def stop(self) -> None:
         """Stop serving (hung requests are dropped)."""
-        if self._server is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, timeout=5)
+        await stop_serving(self._server, self._task, force=True)
 
 
 def spawn(

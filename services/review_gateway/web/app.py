@@ -12,7 +12,6 @@ so the Ingress exposes it without exposing gRPC.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 import uvicorn
@@ -31,6 +30,7 @@ from services.review_gateway.web.admin import AdminRoutes
 from services.review_gateway.web.context import HERE, WebContext
 from services.review_gateway.web.reviewer import ReviewerRoutes
 from services.review_gateway.web.security import SecurityHeaders
+from services.runtime.http_server import bound_port, serve_in_loop, stop_serving
 
 log = structlog.get_logger(__name__)
 
@@ -96,18 +96,13 @@ class WebServer:
     @property
     def port(self) -> int:
         """The bound port (after :meth:`start`)."""
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        return int(sockets[0].getsockname()[1])
+        return bound_port(self._server)
 
     async def start(self) -> None:
         """Load the masking model, bind, and serve in the background."""
         await asyncio.to_thread(render.warm_up)
-        self._task = asyncio.create_task(self._server.serve(), name="gateway-http")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()  # raises the bind error
-                raise RuntimeError("the HTTP server stopped during start-up")
-            await asyncio.sleep(0.02)
+        # No start-up deadline: the gateway's own start bounds it.
+        self._task = await serve_in_loop(self._server, "gateway-http", timeout_s=float("inf"))
         log.info("web_started", port=self.port)
 
     @property
@@ -120,7 +115,5 @@ class WebServer:
         """Finish open requests (a few seconds at most) and close."""
         if self._task is None:
             return
-        self._server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, timeout=10)
+        await stop_serving(self._server, self._task, timeout_s=10)
         self._task = None
