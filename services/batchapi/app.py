@@ -16,7 +16,7 @@ import structlog
 
 from services.batchapi.driver import BatchDriver
 from services.batchapi.journal import Journal
-from services.batchapi.kinds import AnnotatorKind
+from services.batchapi.kinds import PENDING_TOPIC, make_kind
 from services.batchapi.providers import make_provider
 from services.batchapi.settings import BatchSettings
 from services.runtime.config import KafkaSettings
@@ -25,9 +25,6 @@ from services.runtime.tasks import TaskRegistry
 from services.runtime.topics import TopicCatalog, default_catalog
 
 log = structlog.get_logger(__name__)
-
-#: Input topics of the annotator kind: new items and retries of failed attempts.
-INPUTS = ("items", "batch_pending")
 
 
 class BatchProcess:
@@ -40,16 +37,19 @@ class BatchProcess:
         self.kafka = kafka
         catalog = catalog or default_catalog()
         group = settings.group_id or f"act-batch-{settings.stage_kind}"
+        # First, so that an unknown kind or strategy fails before any client exists.
+        kind = make_kind(settings.stage_kind, settings.llm, settings.default_strategy)
         self.tasks = TaskRegistry(kafka, catalog=catalog)
         self.provider = make_provider(settings.llm, anthropic_skew_s=settings.anthropic_skew_s)
         self.journal = Journal(
             kafka,
             catalog,
             group_id=group,
-            input_topics=INPUTS,
+            # The kind's own input (items, or annotations as the streaming
+            # criticizer reads them) and the retries of failed attempts.
+            input_topics=(kind.input_topic, PENDING_TOPIC),
             max_record_bytes=settings.max_record_bytes,
         )
-        kind = AnnotatorKind(settings.llm, settings.default_strategy)
         self.driver = BatchDriver(settings, self.journal, self.provider, kind, self.tasks)
         self.server: GrpcServer | None = None
         self._run: asyncio.Task[None] | None = None
@@ -63,7 +63,9 @@ class BatchProcess:
         await self.driver.restore()
         self._run = asyncio.create_task(self.driver.run(), name="act-batch-driver")
         await self.server.set_serving(True)
-        log.info("batch_driver_started", provider=self.provider.name)
+        log.info(
+            "batch_driver_started", provider=self.provider.name, stage_kind=self.driver.kind.name
+        )
 
     async def wait(self, stop: asyncio.Event) -> int:
         """Until SIGTERM (0) or the loop ends on its own (1: it failed)."""

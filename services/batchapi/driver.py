@@ -3,19 +3,20 @@
 One loop, one transactional id (:mod:`services.batchapi.journal`), every step
 a transaction, so a SIGKILL at any point loses and re-bills nothing:
 
-1. **Accept.** Items (and retries from ``batch_pending``) are read
+1. **Accept.** Input records of the stage kind (:mod:`services.batchapi.kinds`:
+   items, or annotations) and its retries from ``batch_pending`` are read
    ``read_committed`` and held in memory until a batch is full
    (``max_requests``) or its oldest request waited ``max_wait_s``. Then, in
    ONE transaction, the batch's state record (``SUBMITTING``, its requests
-   and items) goes to the compacted ``batch_state`` topic and the input
-   offsets are committed. Before that, nothing happened (the records are
+   and their input records) goes to the compacted ``batch_state`` topic and
+   the input offsets are committed. Before that, nothing happened (the records are
    read again); after it, Kafka offsets are never held for hours.
 2. **Submit.** The provider gets the batch (custom_id per request:
-   ``<annotation id>-<attempt>``), then a transaction records ``SUBMITTED``
-   with the remote id. A batch that may already have reached the provider
-   (restored in ``SUBMITTING``, or a submission whose reply was lost) is
-   first looked up (:meth:`BatchProvider.find`): a submitted batch is never
-   submitted again.
+   ``<output id>-<attempt>``, the output id being the annotation or critique
+   id), then a transaction records ``SUBMITTED`` with the remote id. A batch
+   that may already have reached the provider (restored in ``SUBMITTING``, or
+   a submission whose reply was lost) is first looked up
+   (:meth:`BatchProvider.find`): a submitted batch is never submitted again.
 3. **Poll and publish.** Once a batch ended, ONE transaction publishes the
    outputs of succeeded requests, re-queues failed, expired or unparseable
    ones to ``batch_pending`` with the next attempt (a new custom_id) or
@@ -23,9 +24,13 @@ a transaction, so a SIGKILL at any point loses and re-bills nothing:
    A crash before the commit publishes the same results again after restart
    (reading results is not billed); after it, the batch is gone.
 
-One driver is enough: a batch holds up to 50,000 requests and the loop's work
-per request is small. A second instance with the same group fences the first
-(the transactional id), so a zombie is harmless.
+One driver per kind is enough: a batch holds up to 50,000 requests and the
+loop's work per request is small. A second instance with the same group fences
+the first (the transactional id), so a zombie is harmless. Drivers of both
+kinds may run side by side (different groups): they share ``batch_pending``
+and ``batch_state``, so each takes only its own kind's retries (the
+``act-batch-stage`` header; none means the annotator, as before the header
+existed) and restores only its own kind's batches (``BatchState.stage``).
 """
 
 from __future__ import annotations
@@ -35,16 +40,17 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
-from act.v1 import batch_pb2, item_pb2
+from act.v1 import batch_pb2
 from aiokafka import ConsumerRecord, TopicPartition
 from google.protobuf.message import DecodeError
 
 from services.backend_api.protocols import CallUsage
 from services.batchapi import metrics
 from services.batchapi.journal import Journal, Record
-from services.batchapi.kinds import StageKind
+from services.batchapi.kinds import PENDING_TOPIC, StageKind
 from services.batchapi.providers import BatchProvider, ProviderRequest, RequestResult
 from services.batchapi.settings import BatchSettings
 from services.llm.outputs import OutputParseError
@@ -54,10 +60,15 @@ from services.runtime.tasks import TaskSource
 
 log = structlog.get_logger(__name__)
 
-#: Header of a ``batch_pending`` record: the attempt it is (items are attempt 1).
+#: Header of a ``batch_pending`` record: the attempt it is (inputs are attempt 1).
 ATTEMPT_HEADER = "act-batch-attempt"
 #: Header of a ``batch_pending`` record: why the previous attempt failed.
 ERROR_HEADER = "act-batch-error"
+#: Header of a ``batch_pending`` record: the stage kind whose retry it is
+#: (absent: the annotator, whose retries predate the header).
+STAGE_HEADER = "act-batch-stage"
+#: The kind of a ``batch_pending`` record without :data:`STAGE_HEADER`.
+LEGACY_STAGE = "annotator"
 SUBMITTING, SUBMITTED = batch_pb2.BATCH_PHASE_SUBMITTING, batch_pb2.BATCH_PHASE_SUBMITTED
 
 
@@ -82,7 +93,8 @@ class OpenBatch:
 
 @dataclass
 class Accepted:
-    """A consumed input record: a request for the next batch, or a dead letter."""
+    """A consumed input record: a request for the next batch, a dead letter, or
+    neither (another kind's retry: only its offset moves on)."""
 
     tp: TopicPartition
     offset: int
@@ -98,7 +110,7 @@ class BatchDriver:
         settings: BatchSettings,
         journal: Journal,
         provider: BatchProvider,
-        kind: StageKind,
+        kind: StageKind[Any],
         tasks: TaskSource,
     ) -> None:
         self.s = settings
@@ -114,9 +126,13 @@ class BatchDriver:
 
     async def restore(self) -> None:
         """Open the journal and take over the batches it records."""
+        others = 0
         for batch_id, state in (await self.journal.open()).items():
+            if (state.stage or LEGACY_STAGE) != self.kind.name:
+                others += 1  # another kind's driver shares the state topic: its batch
+                continue
             self.open[batch_id] = OpenBatch(state, may_exist=state.phase == SUBMITTING)
-        log.info("batch_driver_restored", open_batches=len(self.open))
+        log.info("batch_driver_restored", open_batches=len(self.open), other_kinds=others)
         self._gauge()
 
     def stop(self) -> None:
@@ -154,28 +170,33 @@ class BatchDriver:
     async def _accepted(self, record: ConsumerRecord[bytes, bytes]) -> Accepted:
         tp = TopicPartition(record.topic, record.partition)
         headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
-        item = item_pb2.Item()
+        if (
+            record.topic == self.journal.name(PENDING_TOPIC)
+            and headers.get(STAGE_HEADER, LEGACY_STAGE) != self.kind.name
+        ):
+            return Accepted(tp, record.offset)  # another kind's retry, not ours to take
+        identity = Identity("", (record.key or b"").decode("utf-8", "replace"))
         try:
-            item.ParseFromString(record.value or b"")
-            task = await self.tasks.get(item.task_id)
-            self.kind.build(task, item)  # refuse what can never be asked now, not in hours
+            message = self.kind.parse_input(record.value or b"")
+            identity = self.kind.identify(message)
+            task = await self.tasks.get(identity.task_id)
+            self.kind.build(task, message)  # refuse what can never be asked now, not in hours
             attempt = int(headers.get(ATTEMPT_HEADER, "1"))
-        except Exception as exc:  # undecodable, unknown task, no content: a dead letter now
+        except Exception as exc:  # undecodable, unknown task, refused: a dead letter now
             error = exc if not isinstance(exc, DecodeError) else BatchRequestFailed("undecodable")
             letter = build_dead_letter(
                 stage=f"batch-{self.kind.name}", error=error, attempts=1, topic=record.topic,
                 partition=record.partition, offset=record.offset, key=record.key,
-                value=record.value, headers=dict(record.headers or ()),
-                identity=Identity(item.task_id, item.item_id),
+                value=record.value, headers=dict(record.headers or ()), identity=identity,
             )  # fmt: skip
-            dead = Record(self.journal.name("dlq"), item.item_id, letter.SerializeToString())
+            dead = Record(self.journal.name("dlq"), identity.item_id, letter.SerializeToString())
             return Accepted(tp, record.offset, dead=dead)
         request = batch_pb2.BatchRequest(
-            custom_id=custom_id(self.kind.request_key(task, item), attempt),
+            custom_id=custom_id(self.kind.request_key(task, message), attempt),
             attempt=attempt,
             last_error=headers.get(ERROR_HEADER, ""),
         )
-        request.item.CopyFrom(item)
+        self.kind.store(request, message)
         return Accepted(tp, record.offset, request=request)
 
     async def _form(self) -> None:
@@ -253,8 +274,9 @@ class BatchDriver:
         self._gauge()
 
     async def _provider_request(self, request: batch_pb2.BatchRequest) -> ProviderRequest:
-        task = await self.tasks.get(request.item.task_id)
-        built = self.kind.build(task, request.item)
+        message = self.kind.load(request)
+        task = await self.tasks.get(self.kind.identify(message).task_id)
+        built = self.kind.build(task, message)
         body = self.provider.body(built.prompt, built.model, built.max_tokens, built.temperature)
         return ProviderRequest(request.custom_id, body)
 
@@ -274,16 +296,17 @@ class BatchDriver:
             result = by_id.get(request.custom_id) or RequestResult(
                 request.custom_id, "expired", error=f"missing from the results (batch {status})"
             )
-            item, raw = request.item, ""
+            message, raw = self.kind.load(request), ""
+            identity = self.kind.identify(message)
             outcome: str = result.outcome
             if result.outcome == "succeeded":
                 usage = self._priced(result.usage)
                 try:
-                    task = await self.tasks.get(item.task_id)
-                    output = self.kind.output(task, item, result.text, usage, request.attempt)
+                    task = await self.tasks.get(identity.task_id)
+                    output = self.kind.output(task, message, result.text, usage, request.attempt)
                 except OutputParseError as exc:
                     reason, raw, outcome = f"unparseable answer: {exc}", result.text, "unparseable"
-                except Exception as exc:  # the task is gone or refuses the item now
+                except Exception as exc:  # the task is gone or refuses the record now
                     reason, raw, outcome = f"{type(exc).__name__}: {exc}", result.text, "failed"
                 else:
                     records.append(
@@ -297,18 +320,23 @@ class BatchDriver:
                     tokens[0] += usage.prompt_tokens
                     tokens[1] += usage.completion_tokens
                     outcomes["succeeded"] = outcomes.get("succeeded", 0) + 1
-                    items["annotated"] = items.get("annotated", 0) + 1
+                    done = self.kind.done_outcome
+                    items[done] = items.get(done, 0) + 1
                     continue
             else:
                 reason = result.error or result.outcome
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if request.attempt < self.s.max_attempts:
-                headers = {ATTEMPT_HEADER: str(request.attempt + 1), ERROR_HEADER: reason[:500]}
+                headers = {
+                    ATTEMPT_HEADER: str(request.attempt + 1),
+                    ERROR_HEADER: reason[:500],
+                    STAGE_HEADER: self.kind.name,
+                }
                 records.append(
                     Record(
-                        self.journal.name("batch_pending"),
-                        item.item_id,
-                        item.SerializeToString(),
+                        self.journal.name(PENDING_TOPIC),
+                        identity.item_id,
+                        message.SerializeToString(),
                         headers,
                     )
                 )
@@ -340,14 +368,15 @@ class BatchDriver:
         return CallUsage(usage.prompt_tokens, usage.completion_tokens, full / 1e6 * self.s.discount)
 
     def _dead_letter(self, request: batch_pb2.BatchRequest, reason: str, raw: str) -> Record:
-        item = request.item
+        message = self.kind.load(request)
+        identity = self.kind.identify(message)
         letter = build_dead_letter(
             stage=f"batch-{self.kind.name}", error=BatchRequestFailed(reason),
-            attempts=request.attempt, topic=self.journal.name("batch_pending"), partition=-1,
-            offset=-1, key=item.item_id.encode(), value=item.SerializeToString(), headers={},
-            identity=Identity(item.task_id, item.item_id), raw_model_output=raw,
+            attempts=request.attempt, topic=self.journal.name(PENDING_TOPIC), partition=-1,
+            offset=-1, key=identity.item_id.encode(), value=message.SerializeToString(),
+            headers={}, identity=identity, raw_model_output=raw,
         )  # fmt: skip
-        return Record(self.journal.name("dlq"), item.item_id, letter.SerializeToString())
+        return Record(self.journal.name("dlq"), identity.item_id, letter.SerializeToString())
 
     def _state_record(self, state: batch_pb2.BatchState) -> Record:
         return Record(self.journal.state_topic, state.batch_id, state.SerializeToString())

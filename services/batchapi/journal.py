@@ -102,13 +102,20 @@ class Journal:
 
         The same scheme as :mod:`services.runtime.changelog`: after the fencing
         nothing of ours is pending, so the end offset covers every committed write.
+        Unlike a changelog the topic is shared with the drivers of other stage
+        kinds (other transactional ids), whose open transaction holds the last
+        stable offset (``read_committed``'s end) back while our own committed
+        records may lie beyond it. So the restore reads up to the high
+        watermark of the moment too, waiting for such a transaction to end.
         """
         parts = consumer.partitions_for_topic(self.state_topic)
         if not parts:
             raise RuntimeError(f"state topic {self.state_topic} does not exist")
         tps = [TopicPartition(self.state_topic, p) for p in sorted(parts)]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        stable = await consumer.end_offsets(tps)
+        marks = await self._high_watermarks(tps)
+        ends = {tp: max(stable[tp], marks.get(tp, 0)) for tp in tps}
         await consumer.seek_to_beginning(*tps)
         raw: dict[str, bytes] = {}
         for tp in tps:
@@ -122,6 +129,15 @@ class Journal:
                     else:
                         raw.pop(record.key.decode(), None)
         return {k: batch_pb2.BatchState.FromString(v) for k, v in raw.items()}
+
+    async def _high_watermarks(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """End offsets as ``read_uncommitted`` sees them (open transactions included)."""
+        peek = kafka_clients.snapshot_consumer(self.kafka, isolation_level="read_uncommitted")
+        await peek.start()
+        try:
+            return dict(await peek.end_offsets(list(tps)))
+        finally:
+            await peek.stop()
 
     async def fetch(self, max_records: int, timeout_ms: int) -> list[ConsumerRecord[bytes, bytes]]:
         """Committed input records in fetch order (per partition, in offset order)."""

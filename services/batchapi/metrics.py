@@ -1,6 +1,7 @@
 """Prometheus metrics of the batch path, labelled by provider.
 
-Cost per item is ``act_batch_cost_usd_total / act_batch_items_total{outcome="annotated"}``;
+Cost per item is ``act_batch_cost_usd_total / act_batch_items_total{outcome="annotated"}``
+(``outcome="criticized"`` for a criticizer driver);
 the cost already carries the batch discount (``ACT_BATCH_DISCOUNT``, 0.5 at
 OpenAI and Anthropic). Counters move after the transaction that publishes
 what they count has committed.
@@ -21,7 +22,7 @@ RESULTS = Counter(
 )
 ITEMS = Counter(
     "act_batch_items_total",
-    "Items finished by the batch path (annotated, retried, dead_lettered).",
+    "Items finished by the batch path (annotated or criticized, retried, dead_lettered).",
     ["provider", "outcome"],
 )
 BATCHES = Gauge("act_batch_batches", "Open batches by phase.", ["provider", "phase"])

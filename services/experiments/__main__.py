@@ -59,6 +59,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="budgets of the accuracy-vs-budget plot, e.g. 0.05,0.1,0.2,0.3",
     )
+    p.add_argument(
+        "--extra-rows",
+        type=lambda v: tuple(x for x in v.split(",") if x),
+        default=None,
+        help="rows beyond Table 3 and reviewed-only, comma-separated keys "
+        "(default: the preset's; '' for none), e.g. random_subset,act_thre_agree",
+    )
+    p.add_argument(
+        "--rows",
+        type=lambda v: tuple(x for x in v.split(",") if x),
+        default=None,
+        help="exactly these rows instead of the preset's (a focused run; must include "
+        "human_only), e.g. human_only,act_thre,reviewed_only,act_thre_feedback_agree",
+    )
+    p.add_argument("--betas", type=_floats, default=None, help="exponential weighting, e.g. 10")
+    p.add_argument(
+        "--workers", type=int, default=None, help="training processes (default: the preset's)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (default: torch's, 1 in worker processes); 1 keeps "
+        "an in-process run from competing with itself on a busy machine",
+    )
+    p.add_argument(
+        "--plus-budget",
+        type=float,
+        default=None,
+        help="also train the plus rows at the budget + this fraction (default: the "
+        "preset's, 0.10 in report; 0 turns it off)",
+    )
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--quiet", action="store_true")
     return p.parse_args(argv)
@@ -76,8 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             "lambdas": args.lambdas,
             "search": args.search,
             "curve_budgets": args.curve_budgets,
+            "extra_methods": args.extra_rows,
+            "rows": args.rows,
+            "betas": args.betas,
+            "workers": args.workers,
+            "threads": args.threads,
         }
         cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        if args.plus_budget is not None:
+            cfg = replace(cfg, plus_budget=args.plus_budget or None)
         started = time.perf_counter()
         progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         result = table_result(

@@ -23,6 +23,17 @@ BENCH_KEYS = (
     "gap_human_act_norm",
     "gap_human_machine",
     "gap_human_reviewed_only",
+    "gap_human_random_subset",
+    "gap_human_act_random_critic",
+    "gap_human_act_oracle_critic",
+    "gap_human_cl_machine_only",
+    "gap_human_act_thre_feedback",
+    "gap_human_act_thre_agree",
+    "gap_human_act_thre_feedback_agree",
+    "gap_human_cl_act_thre",
+    "gap_human_act_exp_nonneg",
+    # The row chosen on validation accuracy among those a user can run.
+    "gap_human_act_best",
     "budget",
     "annotator_accuracy",
 )

@@ -8,6 +8,7 @@ spawned worker processes; :func:`select_best` keeps a search's best grid point.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -18,13 +19,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.core.cleaning import agreement_keep, confident_keep
+from services.core.sampling import budget_count
 from services.experiments.annotations import MachineAnnotations
+from services.experiments.feedback import (
+    FeedbackReviews,
+    FitProba,
+    critic_eps,
+    cross_fitted_proba,
+    feedback_reviews,
+    fold_assignment,
+)
 from services.experiments.methods import METHODS_BY_KEY, Method, TableConfig
 from services.experiments.results import MethodRun
-from services.trainer.data import ActDataset, Inputs, LabelledSet
-from services.trainer.fit import TrainConfig, accuracy, new_state, train
+from services.trainer.data import ActDataset, Inputs, LabelledSet, take
+from services.trainer.fit import TrainConfig, accuracy, new_state, predict_proba, train
 from services.trainer.hpo import Candidate, grid
-from services.trainer.loss import Objective
+from services.trainer.loss import LossKind, Objective
 from services.trainer.networks import build_network
 from services.trainer.sampling import Rule, SampledReviews, sample_reviews
 
@@ -78,18 +89,111 @@ def _act_dataset(
             ctx.train_inputs, machine, human, np.ones(n, bool), np.ones(n), k
         ), None
     if method.rule is None:  # machine-only: nothing reviewed
-        return ActDataset.from_arrays(
+        data = ActDataset.from_arrays(
             ctx.train_inputs, machine, human, np.zeros(n, bool), np.zeros(n), k
-        ), None
+        )
+        return _cleaned(ctx, data, seed, method), None
+    if method.rounds > 1:
+        fed = _feedback(ctx, method, budget, seed)
+        data = ActDataset.from_arrays(ctx.train_inputs, machine, human, fed.delta, fed.pi, k)
+        return _cleaned(ctx, data, seed, method), None
     reviews = sample_reviews(
-        ctx.annotations.eps,
+        critic_eps(method.critic, ctx.annotations.eps, machine, human, seed),
         ctx.config.sampling(method.rule, budget, seed, beta),
         ids=ctx.train_ids,
         task_id=f"table3/{ctx.dataset}",
         trim=method.rule in ctx.config.trim_rules,
     )
     data = ActDataset.from_arrays(ctx.train_inputs, machine, human, reviews.delta, reviews.pi, k)
-    return data, reviews
+    return _cleaned(ctx, data, seed, method), reviews
+
+
+def _fit_proba(ctx: FitContext, seed: int) -> FitProba:
+    """Training for cross-fitting: a fresh model, cross-entropy on the given labels."""
+    config = replace(ctx.base, seed=seed, learning_rate=ctx.learning_rates[0])
+
+    def fit_proba(train_index: np.ndarray, labels: np.ndarray, score_index: np.ndarray) -> Any:
+        rows = torch.as_tensor(train_index)
+        data = ActDataset.from_arrays(
+            take(ctx.train_inputs, rows), labels[train_index], labels[train_index],
+            np.zeros(train_index.size, bool), np.zeros(train_index.size), ctx.num_classes,
+        )  # fmt: skip
+        torch.manual_seed(seed)
+        state = train(
+            data, Objective(LossKind.MACHINE_ONLY), config, new_state(ctx.make_model(), config)
+        )
+        inputs = take(ctx.train_inputs, torch.as_tensor(score_index))
+        return predict_proba(state.model, inputs, device=config.device).numpy()
+
+    return fit_proba
+
+
+#: Rows kept by a cleaning, by (data, seed, cleaning, labels): a row's grid points share them.
+_PRUNE_CACHE: dict[tuple[str, int, str, bytes], np.ndarray] = {}
+
+
+def _fingerprint(*arrays: np.ndarray) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.digest()
+
+
+def clear_caches() -> None:
+    """Forget cached reviews and prunings (a new table, or a test that needs a cold start)."""
+    _PRUNE_CACHE.clear()
+    _FEEDBACK_CACHE.clear()
+
+
+def _cleaned(ctx: FitContext, data: ActDataset, seed: int, method: Method) -> ActDataset:
+    """``data`` without the unreviewed rows the method's cleaning drops (none without one)."""
+    if method.clean is None:
+        return data
+    labels = data.human_filled.numpy()
+    delta = data.delta.numpy()
+    key = (ctx.dataset, seed, method.clean, _fingerprint(labels, delta))
+    if key not in _PRUNE_CACHE:
+        fit = _fit_proba(ctx, seed)
+        if method.clean == "confident":
+            folds = fold_assignment(labels.size, ctx.config.feedback_folds, seed)
+            keep = confident_keep(labels, cross_fitted_proba(labels, folds, fit), delta)
+        else:
+            reviewed = np.flatnonzero(delta).astype(np.int64)
+            proba = np.zeros((labels.size, ctx.num_classes))
+            others = np.flatnonzero(~delta).astype(np.int64)
+            if reviewed.size and others.size:
+                proba[others] = fit(reviewed, labels, others)
+            else:  # nothing to learn from, or nothing to judge: keep everything
+                proba[np.arange(labels.size), labels] = 1.0
+            keep = agreement_keep(labels, proba, delta)
+        _PRUNE_CACHE[key] = np.flatnonzero(keep)
+    return data.subset(torch.as_tensor(_PRUNE_CACHE[key]))
+
+
+#: Feedback-loop reviews by (data, rounds, second critic, budget, seed): a row's grid
+#: points, and rows that differ only in training, share reviews that cost fits to decide.
+_FEEDBACK_CACHE: dict[tuple[str, bytes, int, str, float, int], FeedbackReviews] = {}
+
+
+def _feedback(ctx: FitContext, method: Method, budget: float, seed: int) -> FeedbackReviews:
+    """The reviews of a feedback-loop row (:func:`feedback_reviews`), computed once."""
+    if method.rule is not Rule.THRESHOLD:
+        raise ValueError(f"{method.key}: the feedback loop ranks like thresholding only")
+    fingerprint = _fingerprint(ctx.annotations.eps, ctx.annotations.labels, ctx.human)
+    key = (ctx.dataset, fingerprint, method.rounds, method.second_critic, budget, seed)
+    if key not in _FEEDBACK_CACHE:
+        _FEEDBACK_CACHE[key] = feedback_reviews(
+            ctx.annotations.eps,
+            ctx.annotations.labels,
+            ctx.human,
+            budget_count(budget, len(ctx.human)),
+            rounds=method.rounds,
+            folds=ctx.config.feedback_folds,
+            seed=seed,
+            fit_proba=_fit_proba(ctx, seed),
+            second=method.second_critic,
+        )
+    return _FEEDBACK_CACHE[key]
 
 
 def _run_job(ctx: FitContext, job: FitJob) -> tuple[MethodRun, Candidate, float]:

@@ -1,7 +1,9 @@
 """What a Table-3 run computes: its rows (:class:`Method`) and its settings (:class:`TableConfig`).
 
 The rows are the paper's Table 3 (Lin et al., "ACT as Human", section 5.2)
-plus an optional "reviewed items only" row; see :mod:`services.experiments.table`.
+plus an optional "reviewed items only" row, the baselines a user compares a
+budget against (:data:`BASELINE_METHODS`) and methods beyond the paper
+(:data:`NEW_METHODS`); see :mod:`services.experiments.table`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ from services.trainer.sampling import Rule, SamplingParams
 Progress = Callable[[str], None]
 #: Where hyper-parameters are searched: on seed 0 only (then reused), or on every seed.
 SearchScope = Literal["first_seed", "every_seed"]
+#: Where a row's eps comes from: the critic; a uniformly random ranking (a random
+#: subset under thresholding); the same eps for every item (pi = B/N under
+#: normalization); or the truth (eps high exactly where the machine label is wrong).
+CriticSource = Literal["critic", "random", "blind", "oracle"]
+#: The feedback loop's second critic: a model of the reviewed items' human labels,
+#: or models cross-fitted on all labels known so far (machine where unreviewed).
+SecondCritic = Literal["reviewed", "act_data"]
+#: Dropping unreviewed rows before training: confident learning, or keeping only
+#: the rows whose machine label a model of the human labels agrees with.
+Cleaning = Literal["confident", "agree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +42,25 @@ class Method:
     kind: LossKind
     rule: Rule | None = None  # sampling rule of the ACT data (None: no sampling)
     review_all: bool = False  # human-only reference: every item human-labelled
+    critic: CriticSource = "critic"
+    #: Review rounds: 1 spends the budget on the critic's eps at once; 2 or more
+    #: spend it in rounds, each ranked by eps fused with a cross-fitted
+    #: downstream model trained on the data of the rounds before
+    #: (:mod:`services.experiments.feedback`).
+    rounds: int = 1
+    second_critic: SecondCritic = "reviewed"
+    #: Drop unreviewed rows before training (:mod:`services.core.cleaning`):
+    #: those a cross-fitted model flags (confident learning), or those whose
+    #: machine label a model of the reviewed items' human labels disagrees with.
+    clean: Cleaning | None = None
+    #: A candidate for the recommended method (``_best``): a method a user can run.
+    #: References (human-only, oracle critic) and baselines are not.
+    candidate: bool = False
 
     @property
     def is_act_loss(self) -> bool:
         """True for the ACT-loss rows (lambda is searched)."""
-        return self.kind is LossKind.ACT
+        return self.kind in (LossKind.ACT, LossKind.ACT_NONNEG)
 
 
 HUMAN_ONLY = Method(
@@ -44,11 +70,46 @@ MACHINE_ONLY = Method("machine_only", "Machine only - Cross-entropy loss", LossK
 ACT_DATA_CE = Method(
     "act_data_ce", "ACT data - Cross-entropy loss", LossKind.ACT_DATA_CE, Rule.THRESHOLD
 )
-ACT_NORM = Method("act_norm", "ACT data - ACT norm. loss", LossKind.ACT, Rule.NORMALIZATION)
-ACT_EXP = Method("act_exp", "ACT data - ACT exp. loss", LossKind.ACT, Rule.EXPONENTIAL)
-ACT_THRE = Method("act_thre", "ACT data - ACT thre. loss", LossKind.ACT, Rule.THRESHOLD)
+ACT_NORM = Method(
+    "act_norm", "ACT data - ACT norm. loss", LossKind.ACT, Rule.NORMALIZATION, candidate=True
+)
+ACT_EXP = Method(
+    "act_exp", "ACT data - ACT exp. loss", LossKind.ACT, Rule.EXPONENTIAL, candidate=True
+)
+ACT_THRE = Method(
+    "act_thre", "ACT data - ACT thre. loss", LossKind.ACT, Rule.THRESHOLD, candidate=True
+)
 REVIEWED_ONLY = Method(
     "reviewed_only", "Reviewed items only - Cross-entropy loss", LossKind.HUMAN_ONLY, Rule.THRESHOLD
+)
+RANDOM_SUBSET = Method(
+    "random_subset",
+    "Random subset of B items, human labels - Cross-entropy loss",
+    LossKind.HUMAN_ONLY,
+    Rule.THRESHOLD,
+    critic="random",
+)
+RANDOM_CRITIC = Method(
+    "act_random_critic",
+    "ACT loss, random critic (pi = B/N)",
+    LossKind.ACT,
+    Rule.NORMALIZATION,
+    critic="blind",
+)
+ORACLE_CRITIC = Method(
+    "act_oracle_critic",
+    "ACT thre. loss, oracle critic (upper bound)",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    critic="oracle",
+)
+ACT_THRE_FEEDBACK = Method(
+    "act_thre_feedback",
+    "ACT thre. loss, feedback loop (3 rounds, a model of the reviews as second critic)",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    rounds=3,
+    candidate=True,
 )
 
 #: The rows of the paper's Table 3, in its order.
@@ -60,7 +121,64 @@ TABLE3_METHODS: tuple[Method, ...] = (
     ACT_EXP,
     ACT_THRE,
 )
-METHODS_BY_KEY: dict[str, Method] = {m.key: m for m in (*TABLE3_METHODS, REVIEWED_ONLY)}
+CL_MACHINE_ONLY = Method(
+    "cl_machine_only",
+    "Machine labels, confident-learning filtered - Cross-entropy loss",
+    LossKind.MACHINE_ONLY,
+    clean="confident",
+)
+CL_ACT_THRE = Method(
+    "cl_act_thre",
+    "ACT data, confident-learning filtered - ACT thre. loss",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    clean="confident",
+    candidate=True,
+)
+ACT_THRE_AGREE = Method(
+    "act_thre_agree",
+    "ACT data, machine labels kept where a model of the reviews agrees - ACT thre. loss",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    clean="agree",
+    candidate=True,
+)
+ACT_THRE_FEEDBACK_AGREE = Method(
+    "act_thre_feedback_agree",
+    "Feedback loop (3 rounds) + agreement filter - ACT thre. loss",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    rounds=3,
+    clean="agree",
+    candidate=True,
+)
+ACT_EXP_NONNEG = Method(
+    "act_exp_nonneg",
+    "ACT data - ACT exp. loss, non-negative machine part (nnPU)",
+    LossKind.ACT_NONNEG,
+    Rule.EXPONENTIAL,
+    candidate=True,
+)
+
+#: What a user would otherwise do with the same budget, and the critic's bounds.
+BASELINE_METHODS: tuple[Method, ...] = (
+    REVIEWED_ONLY,
+    RANDOM_SUBSET,
+    RANDOM_CRITIC,
+    ORACLE_CRITIC,
+    CL_MACHINE_ONLY,
+)
+#: Beyond the paper (issue: "beat the paper").
+NEW_METHODS: tuple[Method, ...] = (
+    ACT_THRE_FEEDBACK,
+    ACT_THRE_AGREE,
+    ACT_THRE_FEEDBACK_AGREE,
+    CL_ACT_THRE,
+    ACT_EXP_NONNEG,
+)
+METHODS_BY_KEY: dict[str, Method] = {
+    m.key: m for m in (*TABLE3_METHODS, *BASELINE_METHODS, *NEW_METHODS)
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +206,18 @@ class TableConfig:
     #: M-estimation (refs. 17, 20): independent draws, ``E[sum delta] = B``.
     trim_rules: tuple[Rule, ...] = (Rule.EXPONENTIAL, Rule.THRESHOLD)
     include_reviewed_only: bool = True
+    #: Rows beyond Table 3 and reviewed-only (keys of :data:`METHODS_BY_KEY`).
+    extra_methods: tuple[str, ...] = ()
+    #: Exactly these rows, in this order, instead of Table 3 + reviewed-only +
+    #: ``extra_methods`` (a focused run); None: those.
+    rows: tuple[str, ...] | None = None
+    #: A second budget, the table's plus this many points (the paper's "ideal budget
+    #: + 10 points" buffer, appendix F.2), for ``plus_methods`` on every seed; None: off.
+    plus_budget: float | None = None
+    plus_methods: tuple[str, ...] = ("act_thre", "act_exp", "reviewed_only")
+    #: Folds of the feedback loop's cross-fitting (no item is scored by a model
+    #: that saw its own label).
+    feedback_folds: int = 2
     #: Budgets (fractions) of the accuracy-vs-budget curve; empty = no curve.
     curve_budgets: tuple[float, ...] = ()
     curve_methods: tuple[str, ...] = ("act_thre", "act_exp", "act_norm", "act_data_ce")

@@ -22,6 +22,20 @@ from dataclasses import dataclass
 
 from services.experiments.methods import TableConfig
 
+#: Rows beyond Table 3 and reviewed-only in every preset: the baselines a budget
+#: must beat, the critic's bounds and the feedback loop.
+EXTRA_ROWS = (
+    "random_subset",
+    "act_random_critic",
+    "act_oracle_critic",
+    "cl_machine_only",
+    "act_thre_feedback",
+    "act_thre_agree",
+    "act_thre_feedback_agree",
+    "cl_act_thre",
+    "act_exp_nonneg",
+)
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -39,13 +53,15 @@ PRESETS: dict[str, dict[str, Preset]] = {
             seeds=5,
             n_train=6000,
             n_test=5000,
-            config=TableConfig(epochs=4, lambdas=(0.6, 0.8, 1.0), workers=2),
+            config=TableConfig(
+                epochs=4, lambdas=(0.6, 0.8, 1.0), workers=2, extra_methods=EXTRA_ROWS
+            ),
         ),
         "spam": Preset(
             seeds=5,
             n_train=None,
             n_test=None,
-            config=TableConfig(lambdas=(0.6, 0.8, 1.0)),
+            config=TableConfig(lambdas=(0.6, 0.8, 1.0), extra_methods=EXTRA_ROWS),
         ),
     },
     "report": {
@@ -56,8 +72,11 @@ PRESETS: dict[str, dict[str, Preset]] = {
             config=TableConfig(
                 learning_rates=(2e-3, 5e-4),
                 curve_budgets=(0.05, 0.1, 0.3),
-                curve_methods=("act_thre", "act_exp", "act_norm", "act_data_ce"),
+                curve_methods=("act_thre", "act_exp", "act_thre_feedback_agree", "reviewed_only"),
                 workers=2,
+                extra_methods=EXTRA_ROWS,
+                plus_budget=0.10,
+                plus_methods=("act_thre", "act_exp", "act_thre_feedback_agree", "reviewed_only"),
             ),
         ),
         "spam": Preset(
@@ -68,7 +87,10 @@ PRESETS: dict[str, dict[str, Preset]] = {
                 learning_rates=(1e-2, 3e-3, 1e-3, 3e-4),
                 curve_budgets=(0.02, 0.05, 0.2, 0.4),
                 curve_seeds=3,
-                curve_methods=("act_thre", "act_exp", "act_norm", "act_data_ce"),
+                curve_methods=("act_thre", "act_exp", "act_thre_feedback_agree", "reviewed_only"),
+                extra_methods=EXTRA_ROWS,
+                plus_budget=0.10,
+                plus_methods=("act_thre", "act_exp", "act_thre_feedback_agree", "reviewed_only"),
             ),
         ),
     },

@@ -39,6 +39,10 @@ SHORT_NAMES = {
     "act_exp": "ACT exp. loss",
     "act_thre": "ACT thre. loss",
     "reviewed_only": "reviewed items only (CE)",
+    "random_subset": "random subset of B (CE)",
+    "act_random_critic": "ACT, random critic",
+    "act_oracle_critic": "ACT thre., oracle critic",
+    "act_thre_feedback": "ACT thre., feedback loop",
 }
 
 
@@ -78,6 +82,8 @@ def markdown_table(result: TableResult) -> str:
     for method in result.methods:
         if method.key != HUMAN_ONLY.key:
             lines.append(f"| {method.label} | {result.gap(method.key):.2f} |")
+    lines += paired_section(result)
+    lines += plus_section(result)
     lines += [
         "",
         "## Setup",
@@ -117,6 +123,66 @@ def markdown_table(result: TableResult) -> str:
             f"{mean_s:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def paired_section(result: TableResult) -> list[str]:
+    """The recommended row and every row's per-seed differences against ACT thre. and exp."""
+    best = result.recommended()
+    lines = [
+        "",
+        "## Recommended method and paired differences",
+        "",
+        "Recommended: "
+        + (
+            f"**{best.label}** (best mean validation accuracy among the rows a user can"
+            f" run, {result.val_mean(best.key):.2f}%; test accuracy never selects), gap to"
+            f" human-only {result.gap(best.key):.2f} points."
+            if best is not None
+            else "none (no candidate row ran)."
+        ),
+        "",
+        "Per-seed test accuracy of the row minus the reference row (same seed, same"
+        " budget), in points: mean, worst seed and seeds won.",
+        "",
+        "| Method | vs ACT thre. | vs ACT exp. | vs reviewed only | vs random subset |",
+        "|---|---|---|---|---|",
+    ]
+    refs = (ACT_THRE.key, ACT_EXP.key, "reviewed_only", "random_subset")
+    for method in result.methods:
+        if method.key in (HUMAN_ONLY.key, *refs):
+            continue
+        cells = []
+        for ref in refs:
+            diffs = result.paired_differences(method.key, ref)
+            cells.append(
+                f"{sum(diffs) / len(diffs):+.2f} (min {min(diffs):+.2f}, "
+                f"{sum(d > 0 for d in diffs)}/{len(diffs)})"
+                if diffs
+                else "n/a"
+            )
+        lines.append(f"| {method.label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plus_section(result: TableResult) -> list[str]:
+    """The rows trained again at the ideal budget plus the buffer (empty when off)."""
+    c = result.config
+    if c.plus_budget is None:
+        return []
+    plus = min(1.0, result.budget + c.plus_budget)
+    lines = [
+        "",
+        f"## At the budget + {100 * c.plus_budget:.0f} points ({100 * plus:.2f}% of the items)",
+        "",
+        "| Method | test accuracy | gap to human-only |",
+        "|---|---|---|",
+    ]
+    for method in result.methods:
+        if method.key in c.plus_methods and result.accuracies(method.key, plus):
+            mean, std = result.mean(method.key, plus), result.std(method.key, plus)
+            gap = result.mean(HUMAN_ONLY.key) - mean
+            lines.append(f"| {method.label} | {mean:.2f} ± {std:.2f} | {gap:.2f} |")
+    return lines
 
 
 def _config_line(result: TableResult) -> str:

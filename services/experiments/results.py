@@ -88,6 +88,48 @@ class TableResult:
         """Human-only minus ``method`` (accuracy points), mean over seeds."""
         return self.mean(HUMAN_ONLY.key) - self.mean(method)
 
+    def val_mean(self, method: str) -> float:
+        """Mean validation accuracy (%) over seeds at the table's budget (selection only)."""
+        values = [
+            100.0 * r.val_accuracy
+            for r in self.runs
+            if r.method == method and math.isclose(r.budget, self.budget, abs_tol=1e-12)
+        ]
+        return statistics.fmean(values) if values else float("nan")
+
+    def recommended(self) -> Method | None:
+        """The candidate row with the best mean validation accuracy (never test accuracy).
+
+        Candidates are the methods a user can run (:attr:`Method.candidate`):
+        the ACT losses and the methods beyond the paper, not the references
+        (human-only, oracle critic) or the baselines. Ties: the earlier row.
+        """
+        best: Method | None = None
+        for m in self.methods:
+            score = self.val_mean(m.key)
+            if (
+                m.candidate
+                and not math.isnan(score)
+                and (best is None or score > self.val_mean(best.key))
+            ):
+                best = m
+        return best
+
+    def paired_differences(self, method: str, against: str) -> list[float]:
+        """Per-seed test accuracy of ``method`` minus ``against`` (points), seeds both ran."""
+        by_seed = {
+            r.seed: 100.0 * r.test_accuracy
+            for r in self.runs
+            if r.method == against and math.isclose(r.budget, self.budget, abs_tol=1e-12)
+        }
+        return [
+            100.0 * r.test_accuracy - by_seed[r.seed]
+            for r in sorted(self.runs, key=lambda r: r.seed)
+            if r.method == method
+            and r.seed in by_seed
+            and math.isclose(r.budget, self.budget, abs_tol=1e-12)
+        ]
+
     def summary(self, prefix: str | None = None) -> dict[str, float]:
         """Flat metrics, e.g. ``fashion_gap_human_act_thre`` (accuracy points, % for budgets)."""
         p = f"{prefix or self.dataset}_"
@@ -113,4 +155,20 @@ class TableResult:
         for m in self.methods:
             out[f"{p}acc_{m.key}_mean"] = self.mean(m.key)
             out[f"{p}acc_{m.key}_std"] = self.std(m.key)
+            if m.key not in (HUMAN_ONLY.key, MACHINE_ONLY.key):
+                out.setdefault(f"{p}gap_human_{m.key}", self.gap(m.key))
+        if self.config.plus_budget is not None:
+            plus = min(1.0, self.budget + self.config.plus_budget)
+            points = round(100 * self.config.plus_budget)
+            for key in self.config.plus_methods:
+                if self.accuracies(key, plus):
+                    out[f"{p}gap_human_{key}_plus{points}"] = self.mean(HUMAN_ONLY.key) - self.mean(
+                        key, plus
+                    )
+        best = self.recommended()
+        if best is not None:
+            # The recommended row, chosen on validation accuracy; its index in
+            # the table's rows says which (summary values are numbers).
+            out[f"{p}gap_human_act_best"] = self.gap(best.key)
+            out[f"{p}best_row"] = float(self.methods.index(best))
         return out

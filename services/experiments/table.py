@@ -47,11 +47,13 @@ from services.experiments.fitting import (
     FitContext,
     FitExecutor,
     FitJob,
+    clear_caches,
     describe_run,
     search_jobs,
     select_best,
 )
 from services.experiments.methods import (
+    METHODS_BY_KEY,
     REVIEWED_ONLY,
     TABLE3_METHODS,
     Method,
@@ -129,14 +131,7 @@ def compute_table(
         base=base,
         learning_rates=cfg.learning_rates or (spec.learning_rate,),
     )
-    rows = (
-        list(methods)
-        if methods is not None
-        else [
-            *TABLE3_METHODS,
-            *((REVIEWED_ONLY,) if cfg.include_reviewed_only else ()),
-        ]
-    )
+    rows = list(methods) if methods is not None else default_rows(cfg)
 
     def searchable(method: Method) -> bool:
         return (
@@ -147,6 +142,7 @@ def compute_table(
 
     chosen: dict[str, tuple[Candidate, float]] = {}
     runs: list[MethodRun] = []
+    clear_caches()
     executor = FitExecutor(ctx, cfg.workers, cfg.threads)
     try:
         search_seeds = range(seeds) if cfg.search == "every_seed" else range(min(seeds, 1))
@@ -178,6 +174,14 @@ def compute_table(
                 for m in rows
             ]
         )
+        if cfg.plus_budget is not None:
+            plus = min(1.0, b + cfg.plus_budget)
+            later += [
+                FitJob(key, plus, s, False, *chosen.get(key, (None, None)))
+                for s in range(seeds)
+                for key in cfg.plus_methods
+                if key in {m.key for m in rows}
+            ]
         for cb in cfg.curve_budgets:
             for key in cfg.curve_methods:
                 for s in range(cfg.curve_seeds):
@@ -213,6 +217,20 @@ def compute_table(
         batch_size=base.batch_size,
         learning_rates=ctx.learning_rates,
     )
+
+
+def default_rows(cfg: TableConfig) -> list[Method]:
+    """Table 3's rows, reviewed-only (unless turned off) and the config's extra rows,
+    or exactly ``cfg.rows`` when given."""
+    unknown = [k for k in (*cfg.extra_methods, *(cfg.rows or ())) if k not in METHODS_BY_KEY]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {sorted(METHODS_BY_KEY)}")
+    if cfg.rows is not None:
+        if "human_only" not in cfg.rows:
+            raise ValueError("rows must include human_only: every gap is measured against it")
+        return [METHODS_BY_KEY[k] for k in dict.fromkeys(cfg.rows)]
+    rows = [*TABLE3_METHODS, *((REVIEWED_ONLY,) if cfg.include_reviewed_only else ())]
+    return rows + [METHODS_BY_KEY[k] for k in cfg.extra_methods if METHODS_BY_KEY[k] not in rows]
 
 
 def _raw(raw: Any) -> Any:

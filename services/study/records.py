@@ -12,9 +12,10 @@ Prompt-cache hit share. llama-cpp-python 0.3.36's server returns only
 llama.cpp server's). The only place the reuse shows is the server's stderr
 with ``--verbose true``: ``Llama.generate: N prefix-match hit, remaining M
 prompt tokens to eval`` per request that reused N cached tokens.
-``deploy/llm-server.sh`` starts it with ``--verbose false``, so by default
-the share is not measurable and the report says so; :func:`prefix_hits`
-reads those lines when a server log has them.
+The study's own servers run with ``ACT_LLM_VERBOSE=true`` for that reason;
+a server given with ``--server`` usually runs with ``--verbose false``
+(``deploy/llm-server.sh``'s default), and then the share is not measurable
+and the report says so. :func:`prefix_hits` reads those lines.
 
 Item content never goes into these records' progress messages; the file
 keeps the models' rationales (needed to resume devil's advocate, which

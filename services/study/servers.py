@@ -52,6 +52,9 @@ class ServerPool:
             "ACT_LLM_PORT": str(port),
             "ACT_LLM_PROFILE": profile,
             "ACT_LLM_START_TIMEOUT": "300",
+            # The per-request log is where llama-cpp-python shows prompt-cache
+            # reuse (records.prefix_hits); it carries no prompt text.
+            "ACT_LLM_VERBOSE": "true",
             "PYTHON": sys.executable,
         }
 

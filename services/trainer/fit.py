@@ -165,18 +165,32 @@ def train(
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, inputs: Inputs, *, batch_size: int = 1024, device: str = "cpu"
-) -> Tensor:
-    """Predicted class of every input (eval mode), on the CPU."""
+def _logits_map(
+    model: nn.Module, inputs: Inputs, batch_size: int, device: str, head: Callable[[Tensor], Tensor]
+) -> list[Tensor]:
     model.eval()
     n = input_count(inputs)
     out: list[Tensor] = []
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(start + batch_size, n))
-        batch = _to(take(inputs, idx), device)
-        out.append(model(batch).argmax(dim=-1).cpu())
+        out.append(head(model(_to(take(inputs, idx), device))).cpu())
+    return out
+
+
+def predict(
+    model: nn.Module, inputs: Inputs, *, batch_size: int = 1024, device: str = "cpu"
+) -> Tensor:
+    """Predicted class of every input (eval mode), on the CPU."""
+    out = _logits_map(model, inputs, batch_size, device, lambda z: z.argmax(dim=-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
+def predict_proba(
+    model: nn.Module, inputs: Inputs, *, batch_size: int = 1024, device: str = "cpu"
+) -> Tensor:
+    """Softmax class probabilities of every input (eval mode), shape (N, K), on the CPU."""
+    out = _logits_map(model, inputs, batch_size, device, lambda z: z.softmax(dim=-1))
+    return torch.cat(out) if out else torch.zeros(0, 0)
 
 
 def accuracy(

@@ -30,6 +30,7 @@ from services.trainer.fit import (
 )
 from services.trainer.fitting import (
     PreparedData,
+    clean_training_data,
     loss_kind,
     model_factory,
     prepare_data,
@@ -92,10 +93,19 @@ class FitRunner:
             status.started_at.CopyFrom(now_timestamp())
         self.save(status)
         data = self._prepare(status)
+        base = train_config(config, self.device, validate=len(data.validation) > 0)
+        make_model = model_factory(config, data.num_classes)
+        try:
+            data, cleaning = clean_training_data(data, config, base, make_model, control.cancelled)
+        except FitCancelledError:
+            self.finish_cancelled(status, control.reason or "cancelled")
+            return
+        status.metrics.update(cleaning)
         status.labels_used = len(data.train)
         status.human_labels_used = data.train.reviewed
         status.metrics["skipped_items"] = float(data.skipped)
         status.metrics["validation_items"] = float(len(data.validation))
+        status.metrics.update(data.calibration_metrics())
         self.save(status)
         if status.epoch == 0:  # not announced yet, or interrupted before any epoch (same id)
             self._event(
@@ -115,8 +125,6 @@ class FitRunner:
             human=status.human_labels_used,
         )
         kind = loss_kind(config)
-        base = train_config(config, self.device, validate=len(data.validation) > 0)
-        make_model = model_factory(config, data.num_classes)
         try:
             lam = self._select_lambda(status, kind, data, base, make_model, control.cancelled)
             status.power_lambda_used = lam

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,13 @@ import structlog
 import torch
 from act.v1 import common_pb2, training_pb2
 
-from services.trainer.data import ActDataset, LabelledSet
+from services.core.cleaning import agreement_keep
+from services.core.recalibration import EpsCalibration, fit_eps_calibration
+from services.trainer.data import ActDataset, LabelledSet, take
 from services.trainer.features import FeatureError, prepare_inputs
-from services.trainer.fit import TrainConfig
+from services.trainer.fit import TrainConfig, accuracy, new_state, predict_proba, train
 from services.trainer.hpo import Candidate, grid_search
-from services.trainer.loss import LossKind
+from services.trainer.loss import LossKind, Objective
 from services.trainer.networks import InputKind, build_network, network_spec
 from services.trainer.settings import TrainerSettings
 from services.trainer.store import LabelRow
@@ -104,6 +106,27 @@ class PreparedData:
     validation: LabelledSet
     skipped: int
     num_classes: int
+    #: The critic's eps recalibrated on the snapshot's reviewed items (1/pi-weighted).
+    calibration: EpsCalibration | None = None
+    #: The critic's mean eps and the 1/pi-weighted (Hajek) machine error rate of
+    #: the reviewed items, which estimates the error rate of all items.
+    eps_mean: float = float("nan")
+    error_rate: float = float("nan")
+
+    def calibration_metrics(self) -> dict[str, float]:
+        """The calibration as FitStatus metrics (empty without reviews)."""
+        if self.calibration is None:
+            return {}
+        cal = self.calibration
+        out = {
+            "eps_calibration_reviews": float(cal.n_reviews),
+            "eps_calibration_identity": float(cal.method == "identity"),
+            "eps_mean": self.eps_mean,
+            "machine_error_rate_estimate": self.error_rate,
+        }
+        for e in (0.1, 0.3, 0.5, 0.7, 0.9):
+            out[f"eps_calibrated_at_{e:.1f}"] = float(cal([e])[0])
+        return out
 
 
 def prepare_data(
@@ -149,11 +172,22 @@ def prepare_data(
         human[val_rows],
         1.0 / pi[val_rows],
     )
+    eps = np.array([r.eps for r in kept], dtype=np.float64)
+    reviewed = delta & (human >= 0) & (pi > 0)
+    calibration, error_rate = None, float("nan")
+    if reviewed.any():
+        error = (human != machine)[reviewed]
+        calibration = fit_eps_calibration(np.clip(eps[reviewed], 0, 1), error, pi[reviewed])
+        weights = 1.0 / pi[reviewed]
+        error_rate = float((weights * error).sum() / weights.sum())
     return PreparedData(
         train=all_data.subset(train_idx),
         validation=validation,
         skipped=skipped,
         num_classes=num_classes,
+        calibration=calibration,
+        eps_mean=float(eps.mean()),
+        error_rate=error_rate,
     )
 
 
@@ -191,6 +225,56 @@ def model_factory(
         return build_network(name, num_classes, params)
 
     return make_model
+
+
+def clean_training_data(
+    data: PreparedData,
+    config: training_pb2.FitConfig,
+    base: TrainConfig,
+    make_model: Callable[[], torch.nn.Module],
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[PreparedData, dict[str, float]]:
+    """The config's label cleaning applied to the training set, and what it did (metrics).
+
+    ``LABEL_CLEANING_AGREEMENT``: a model trained on the reviewed training
+    items' human labels scores the unreviewed ones; those whose machine label
+    it does not predict are dropped (:func:`services.core.cleaning.agreement_keep`).
+    Seeded like the fit, so on a CPU a resumed fit drops the same rows (GPU
+    kernels are not bitwise deterministic: nearly the same). Nothing is
+    dropped when no item is reviewed or none is unreviewed.
+    """
+    if config.cleaning == training_pb2.LABEL_CLEANING_UNSPECIFIED:
+        return data, {}
+    if config.cleaning != training_pb2.LABEL_CLEANING_AGREEMENT:
+        raise ValueError(f"unknown label cleaning {config.cleaning}")
+    train_set = data.train
+    unreviewed = torch.nonzero(~train_set.delta).flatten()
+    if train_set.reviewed == 0 or unreviewed.numel() == 0:
+        return data, {"cleaning_dropped": 0.0, "cleaning_skipped": 1.0}
+    torch.manual_seed(base.seed)
+    plain = replace(base, validate_every_epoch=False)
+    judge = train(
+        train_set.reviewed_only(),
+        Objective(LossKind.HUMAN_ONLY),
+        plain,
+        new_state(make_model(), plain),
+        cancel=cancelled,
+    ).model
+    proba = np.zeros((len(train_set), train_set.num_classes))
+    proba[unreviewed.numpy()] = predict_proba(
+        judge, take(train_set.inputs, unreviewed), device=base.device
+    ).numpy()
+    keep = agreement_keep(train_set.human_filled.numpy(), proba, train_set.delta.numpy())
+    metrics = {
+        "cleaning_dropped": float((~keep).sum()),
+        "cleaning_kept_unreviewed": float(unreviewed.numel() - (~keep).sum()),
+    }
+    if len(data.validation):
+        metrics["cleaning_judge_val_accuracy"] = accuracy(
+            judge, data.validation, device=base.device
+        )
+    cleaned = train_set.subset(torch.as_tensor(np.flatnonzero(keep)))
+    return replace(data, train=cleaned), metrics
 
 
 def lambda_metric(power_lambda: float) -> str:

@@ -72,7 +72,7 @@ def grid(
     kind: LossKind, learning_rates: Sequence[float], lambdas: Sequence[float] = PAPER_LAMBDA_GRID
 ) -> list[Candidate]:
     """The candidates of a loss kind: lambda is searched for the ACT loss only."""
-    lams = tuple(lambdas) if kind is LossKind.ACT else (1.0,)
+    lams = tuple(lambdas) if kind in (LossKind.ACT, LossKind.ACT_NONNEG) else (1.0,)
     if not learning_rates or not lams:
         raise ValueError("the grid is empty")
     return [Candidate(lr, lam) for lr in learning_rates for lam in lams]

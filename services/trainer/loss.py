@@ -51,6 +51,8 @@ class LossKind(enum.StrEnum):
     ACT_DATA_CE = "act_data_ce"
     #: The ACT loss (eq. 8 with power tuning, appendix E).
     ACT = "act"
+    #: The ACT loss with a non-negative machine part (:func:`act_loss_nonneg`).
+    ACT_NONNEG = "act_nonneg"
 
 
 def per_example_losses(
@@ -150,6 +152,43 @@ def act_loss_fused(
     return F.cross_entropy(logits, target)
 
 
+def act_loss_nonneg(
+    loss_machine: Tensor,
+    loss_human: Tensor,
+    weight: Tensor,
+    power_lambda: float,
+    *,
+    beta: float = 0.0,
+    gamma: float = 1.0,
+) -> Tensor:
+    """Eq. 8 split into a human and a machine part, the machine part kept non-negative.
+
+    Beyond the paper. ``L_ACT = R_h + R_m`` with ``R_h = mean(w_i l_h_i)`` and
+    ``R_m = mean(lambda (1 - w_i) l_m_i)``; ``w_i = delta_i / pi_i > 1`` makes
+    a reviewed item's machine term negative, so with a small pi (the
+    exponential rule with a small floor) a minibatch's ``R_m`` can be very
+    negative and the loss unbounded below: the model then gains by making
+    ``l_m`` of the reviewed items large, i.e. by fitting *away* from machine
+    labels. ``R_m`` estimates a non-negative quantity (the machine-label risk
+    of the unreviewed items), the situation of non-negative PU learning
+    (Kiryo, Niu, du Plessis and Sugiyama, "Positive-unlabeled learning with
+    non-negative risk estimator", NeurIPS 2017, Algorithm 1): where
+    ``R_m >= -beta`` this is the ACT loss unchanged; below, it returns
+    ``-gamma * R_m``, whose gradient pushes ``R_m`` back up (nnPU's defensive
+    step) instead of exploiting the negative estimate. Hence the value is
+    never below ``-beta``. ``E[L]`` is no longer exactly the human loss where
+    the clipping binds (the price of bounding it, as in nnPU).
+    """
+    if not 0.0 <= power_lambda <= 1.0:
+        raise ValueError("power_lambda must be in [0, 1]")
+    if beta < 0.0 or gamma < 0.0:
+        raise ValueError("beta and gamma must be >= 0")
+    human_part = torch.where(weight != 0, loss_human * weight, torch.zeros_like(weight)).mean()
+    machine_part = (power_lambda * (1.0 - weight) * loss_machine).mean()
+    # torch.where, not a Python if: no host synchronisation on the training path.
+    return torch.where(machine_part >= -beta, human_part + machine_part, -gamma * machine_part)
+
+
 def act_loss_variance(
     loss_machine: Tensor, loss_human: Tensor, pi: Tensor, power_lambda: float = 1.0
 ) -> Tensor:
@@ -227,6 +266,9 @@ class Objective:
         """
         if self.kind is LossKind.ACT:
             return act_loss_fused(logits, machine_labels, human_filled, weight, self.power_lambda)
+        if self.kind is LossKind.ACT_NONNEG:
+            loss_m, loss_h = per_example_losses(logits, machine_labels, human_filled)
+            return act_loss_nonneg(loss_m, loss_h, weight, self.power_lambda)
         if self.kind is LossKind.MACHINE_ONLY:
             return F.cross_entropy(logits, machine_labels)
         if self.kind is LossKind.ACT_DATA_CE:

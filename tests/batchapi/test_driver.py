@@ -24,6 +24,7 @@ from tests.batchapi.support import (
     expected_dead,
     finished,
     produce,
+    settings,
     setup,
 )
 from tests.support.kafkaio import Collector
@@ -33,32 +34,6 @@ pytestmark = [pytest.mark.kafka]
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def settings(kind: str, server: BatchStandIn, **extra: object) -> BatchSettings:
-    base_url = server.base_url + "/v1" if kind == "openai" else server.base_url
-    knobs: dict[str, object] = {
-        "max_requests": 25,
-        "max_wait_s": 0.3,
-        "poll_s": 0.1,
-        "max_attempts": 3,
-        "submit_backoff_s": 0.1,
-        "anthropic_skew_s": 0.0,
-        **extra,
-    }
-    return BatchSettings(
-        service={"metrics_port": 0, "grpc_port": 0},
-        llm={
-            "provider": kind,
-            "model": "stand-in-model",
-            "base_url": base_url,
-            "api_key": "sk-secret-never-logged",
-            "price_input_per_mtok": 2.0,
-            "price_output_per_mtok": 8.0,
-        },
-        group_id=f"batch-{kind}-{id(server)}",
-        **knobs,
-    )
 
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])

@@ -4,11 +4,14 @@ The driver is killed (SIGKILL, no warning) at four points: right after a
 batch's state record was committed (formed, maybe not submitted); inside
 the stand-in's batch creation, before the reply (submitted, but the driver
 never learns the remote id); inside a status poll that ends a batch (before
-its results are published); and once annotations are being published. After
-every restart: each item ends exactly once (one annotation, or one dead
-letter after the last attempt, read ``read_committed``), nothing is lost, and
-the stand-in saw every custom_id at most once: a submitted batch is never
-submitted again, and a retry is a new attempt with a new custom_id.
+its results are published); and once outputs are being published. After
+every restart: each input ends exactly once (one output, or one dead letter
+after the last attempt, read ``read_committed``), nothing is lost, and the
+stand-in saw every custom_id at most once: a submitted batch is never
+submitted again, and a retry is a new attempt with a new custom_id. Run for
+the annotator (items -> annotations, both providers) and the criticizer
+(annotations -> critiques, Anthropic: its adoption after a lost reply is the
+heuristic one).
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from act.v1 import batch_pb2
 
 from services.annotator.stage import annotation_id
 from services.batchapi.standin import ALWAYS_FAIL, BatchStandIn, StandInBatch, StandInConfig
+from services.criticizer.stage import critique_id
 from services.devkit.processes import free_port, reap, spawn_service, stop, wait_serving
 from services.runtime.config import KafkaSettings
 from tests.batchapi.support import (
     TASK_ID,
     TOPICS,
     annotations,
+    criticized,
+    critiques,
     dead_letters,
     expected_dead,
     finished,
     produce,
+    produce_annotations,
     setup,
 )
 from tests.support.kafkaio import Collector
@@ -47,7 +54,9 @@ MAX_ATTEMPTS = 3
 class Driver:
     """The driver process, restarted after each kill, on fixed ports."""
 
-    def __init__(self, kafka: KafkaSettings, kind: str, server: BatchStandIn, log: Path) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, stage: str, kind: str, server: BatchStandIn, log: Path
+    ) -> None:
         self.grpc_port = free_port()
         self.log = log
         self.env = {
@@ -57,7 +66,8 @@ class Driver:
             "ACT_BATCH_BASE_URL": server.base_url + ("/v1" if kind == "openai" else ""),
             "ACT_BATCH_API_KEY": "sk-test-secret",
             "ACT_BATCH_MODEL": "stand-in-model",
-            "ACT_BATCH_GROUP_ID": f"batch-eos-{kind}",
+            "ACT_BATCH_STAGE_KIND": stage,
+            "ACT_BATCH_GROUP_ID": f"batch-eos-{stage}-{kind}",
             "ACT_BATCH_MAX_REQUESTS": "40",
             "ACT_BATCH_MAX_WAIT_S": "0.5",
             "ACT_BATCH_POLL_S": "0.2",
@@ -88,10 +98,16 @@ class Driver:
         return self.proc is None or self.proc.poll() is not None
 
 
-@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize(
+    ("stage", "kind"),
+    [("annotator", "openai"), ("annotator", "anthropic"), ("criticizer", "anthropic")],
+)
 async def test_every_item_once_and_no_request_billed_twice_under_sigkills(
-    kafka_bootstrap: str, tmp_path: Path, kind: str
+    kafka_bootstrap: str, tmp_path: Path, stage: str, kind: str
 ):
+    critic = stage == "criticizer"
+    send = produce_annotations if critic else produce
+    ended = criticized if critic else finished
     kafka = await setup(kafka_bootstrap)
     server = BatchStandIn(
         StandInConfig(error_rate=0.1, expire_rate=0.25, expired_share=0.5, completion_s=0.8)
@@ -102,7 +118,7 @@ async def test_every_item_once_and_no_request_billed_twice_under_sigkills(
     ids = list(texts)
     # Four waves, one produced after each kill, so every kill point has work after it.
     waves = [ids[k * len(ids) // 4 : (k + 1) * len(ids) // 4] for k in range(4)]
-    driver = Driver(kafka, kind, server, tmp_path / "driver.log")
+    driver = Driver(kafka, stage, kind, server, tmp_path / "driver.log")
     plan = ["after-form", "mid-submit", "mid-poll", "publishing"]
     kills: list[str] = []
     at_start = {"finished": 0}
@@ -122,25 +138,25 @@ async def test_every_item_once_and_no_request_billed_twice_under_sigkills(
     collector = Collector(kafka, [*TOPICS])
     await collector.start()
     try:
-        await produce(kafka, {i: texts[i] for i in waves[0]})
+        await send(kafka, {i: texts[i] for i in waves[0]})
         produced = 1
         await driver.start()
         server.on_event = on_event
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 120
-        while len(finished(collector)) < len(texts):
-            assert loop.time() < deadline, f"{len(finished(collector))} of {len(texts)} finished"
+        while len(ended(collector)) < len(texts):
+            assert loop.time() < deadline, f"{len(ended(collector))} of {len(texts)} finished"
             if produced < len(waves) and produced <= len(kills):
-                await produce(kafka, {i: texts[i] for i in waves[produced]})
+                await send(kafka, {i: texts[i] for i in waves[produced]})
                 produced += 1
             if driver.dead():
                 assert driver.proc is not None
                 reap(driver.proc)
                 await driver.start()
-                at_start["finished"] = len(finished(collector))
+                at_start["finished"] = len(ended(collector))
             elif next_kill() == "after-form" and _formed(collector):
                 kill("after-form")  # the SUBMITTING record is committed
-            elif next_kill() == "publishing" and len(finished(collector)) > at_start["finished"]:
+            elif next_kill() == "publishing" and len(ended(collector)) > at_start["finished"]:
                 kill("publishing")  # this incarnation is publishing results
             await asyncio.sleep(0.02)
         if driver.dead():
@@ -159,21 +175,29 @@ async def test_every_item_once_and_no_request_billed_twice_under_sigkills(
 
     assert kills == plan
     assert driver.starts >= 5
-    done = finished(collector)
+    done = ended(collector)
     assert set(done) == set(texts), "an item was lost"
     assert set(done.values()) == {1}, "an item ended twice"
-    ids = [a.annotation_id for a in annotations(collector)]
-    assert len(ids) == len(set(ids))
-    keys = {item_id: annotation_id(TASK_ID, item_id) for item_id in texts}
+    # (item id, output id, attempts) of every output.
+    outputs = (
+        [(c.annotation.item.item_id, c.critique_id, c.attempts) for c in critiques(collector)]
+        if critic
+        else [(a.item.item_id, a.annotation_id, a.attempts) for a in annotations(collector)]
+    )
+    assert len({o[1] for o in outputs}) == len(outputs)
+    key_of = critique_id if critic else annotation_id
+    keys = {item_id: key_of(TASK_ID, item_id) for item_id in texts}
     dead = {d.item_id for d in dead_letters(collector)}
+    assert all(d.stage == f"batch-{stage}" for d in dead_letters(collector))
     assert dead == expected_dead(server, keys, MAX_ATTEMPTS)
     assert {i for i in texts if i.startswith("poison")} <= dead
     # Billing: every custom_id reached the provider once, and only as many
     # attempts as failures called for.
     assert set(server.submissions.values()) == {1}
-    for a in annotations(collector):
-        assert f"{keys[a.item.item_id]}-{a.attempts}" in server.submissions
-        assert f"{keys[a.item.item_id]}-{a.attempts + 1}" not in server.submissions
+    for item_id, output_id, attempts in outputs:
+        assert output_id == keys[item_id]
+        assert f"{keys[item_id]}-{attempts}" in server.submissions
+        assert f"{keys[item_id]}-{attempts + 1}" not in server.submissions
     # Every batch was published and tombstoned.
     last: dict[bytes | None, bytes | None] = {}
     for key, value in collector.records["batch_state"]:

@@ -138,4 +138,10 @@ def test_cli_arguments() -> None:
         ]
     )
     assert args.dataset == ["fashion", "spam"] and args.seeds == 3
+    assert args.extra_rows is None
+    rows = parse_args(["--dataset", "spam", "--extra-rows", "random_subset,act_thre_agree"])
+    assert rows.extra_rows == ("random_subset", "act_thre_agree")
+    assert parse_args(["--dataset", "spam", "--extra-rows", ""]).extra_rows == ()
+    focused = parse_args(["--dataset", "spam", "--rows", "human_only,act_thre", "--betas", "10"])
+    assert focused.rows == ("human_only", "act_thre") and focused.betas == (10.0,)
     assert args.lambdas == (0.6, 1.0) and args.out == Path("x")

@@ -68,6 +68,16 @@ def test_a_fit_selects_lambda_checkpoints_every_epoch_and_reports(tmp_path: Path
         validation_member(f"item-{i:05d}", 0.2) for i in range(0, N, 3)
     )
     assert final.metrics["val_accuracy"] > 0.8  # the blob task is easy
+    # The critic's calibration on the reviews (every 3rd item, pi = 0.5): eps 0.8
+    # exactly where the machine is wrong (every 5th), 0.1 elsewhere.
+    reviewed = [i for i in range(N) if i % 3 == 0]
+    assert final.metrics["eps_calibration_reviews"] == len(reviewed)
+    assert final.metrics["eps_calibration_identity"] == 0.0
+    assert final.metrics["machine_error_rate_estimate"] == pytest.approx(
+        sum(i % 5 == 0 for i in reviewed) / len(reviewed)
+    )
+    assert final.metrics["eps_calibrated_at_0.1"] < 0.01
+    assert final.metrics["eps_calibrated_at_0.9"] > 0.99
     assert _ids(sink) == [
         "started",
         "epoch/1",
@@ -180,3 +190,33 @@ def test_cancel_and_failure(tmp_path: Path) -> None:
         resolve_config(training_pb2.FitConfig(power_lambda=1.5), settings)
     with pytest.raises(KeyError):
         resolve_config(training_pb2.FitConfig(model="nope"), settings)
+
+
+def test_the_agreement_filter_drops_the_wrong_unreviewed_machine_labels(tmp_path: Path) -> None:
+    """A model of the reviewed items' human labels disagrees with the machine where
+    the machine is wrong (every 5th item); those unreviewed rows are not trained on."""
+    settings = trainer_settings(tmp_path)
+    store = _filled_store(settings.store_path)
+    sink = MemorySink()
+    manager = build_fit_queue(store, settings, sink)
+    manager.start()
+    try:
+        status = manager.submit(
+            TASK, _config(settings, cleaning=training_pb2.LABEL_CLEANING_AGREEMENT)
+        )
+        assert manager.wait_idle(300)
+    finally:
+        manager.stop()
+    final = store.get_fit(status.fit_id)
+    assert final is not None
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    train_ids = [i for i in range(N) if not validation_member(f"item-{i:05d}", 0.2)]
+    wrong_unreviewed = [i for i in train_ids if i % 5 == 0 and i % 3 != 0]
+    dropped = final.metrics["cleaning_dropped"]
+    # The blob task is easy: the judge finds nearly every wrong label and drops
+    # almost nothing else.
+    assert 0.9 * len(wrong_unreviewed) <= dropped <= len(wrong_unreviewed) + 0.03 * len(train_ids)
+    assert final.labels_used == len(train_ids) - dropped
+    assert final.human_labels_used == sum(i % 3 == 0 for i in train_ids)  # never dropped
+    assert final.metrics["cleaning_judge_val_accuracy"] > 0.8
+    assert final.config.cleaning == training_pb2.LABEL_CLEANING_AGREEMENT

@@ -16,6 +16,7 @@ from services.trainer.loss import (
     act_data_ce_loss,
     act_data_labels,
     act_loss,
+    act_loss_nonneg,
     act_loss_variance,
     human_only_loss,
     importance_weights,
@@ -223,6 +224,7 @@ def test_objective_dispatch(kind: LossKind) -> None:
     l_m, l_h = per_example_losses(logits, machine, filled)
     want = {
         LossKind.ACT: act_loss(l_m, l_h, delta, pi, 0.7).item(),
+        LossKind.ACT_NONNEG: act_loss_nonneg(l_m, l_h, w, 0.7).item(),
         LossKind.MACHINE_ONLY: F.cross_entropy(logits, machine).item(),
         LossKind.ACT_DATA_CE: F.cross_entropy(logits, filled).item(),
         LossKind.HUMAN_ONLY: F.cross_entropy(logits[delta], human[delta]).item(),
@@ -251,3 +253,78 @@ def test_fused_act_loss_matches_the_formula_with_gradients(lam: float) -> None:
     (g_ref,) = torch.autograd.grad(ref, logits)
     (g_fused,) = torch.autograd.grad(fused, logits)
     assert torch.allclose(g_ref, g_fused, atol=1e-6)
+
+
+def _split_parts(l_m: torch.Tensor, l_h: torch.Tensor, w: torch.Tensor, lam: float):  # type: ignore[no-untyped-def]
+    human = torch.where(w != 0, l_h * w, 0.0).mean()
+    machine = (lam * (1.0 - w) * l_m).mean()
+    return human, machine
+
+
+@pytest.mark.parametrize("rule", ["normalization", "exponential", "threshold"])
+def test_nonneg_act_loss_is_the_act_loss_wherever_the_machine_part_is_non_negative(
+    rule: str,
+) -> None:
+    l_m, l_h, eps = _fixed_losses(3)
+    pi = _pi(rule, eps, 0.0 if rule == "threshold" else 0.01)
+    g = torch.Generator().manual_seed(5)
+    agreed = clipped = 0
+    for _ in range(300):
+        delta = torch.rand(N, generator=g, dtype=torch.float64) < pi
+        w = importance_weights(delta, pi)
+        _, machine_part = _split_parts(l_m, l_h, w, 0.8)
+        got = act_loss_nonneg(l_m, l_h, w, 0.8).item()
+        if machine_part >= 0:
+            assert got == pytest.approx(act_loss(l_m, l_h, delta, pi, 0.8).item(), rel=1e-12)
+            agreed += 1
+        else:
+            assert got == pytest.approx(-machine_part.item(), rel=1e-12)
+            clipped += 1
+    assert agreed > 0
+    if rule == "threshold":  # pi in {0, 1}: w in {0, 1}, the machine part is never negative
+        assert clipped == 0
+
+
+def test_nonneg_act_loss_is_bounded_below_where_the_act_loss_is_not() -> None:
+    """Reviewed items drawn with a tiny pi (the exponential rule with a small floor)
+    carry weight 1/pi on l_h and 1 - 1/pi < 0 on l_m: a model that moves away from
+    their machine labels drives eq. 8 to -infinity; the nnPU form stays >= -beta."""
+    n = 50
+    machine = torch.zeros(n, dtype=torch.int64)
+    human = machine.clone()
+    human[:5] = 1  # five reviewed items, machine label wrong, drawn with pi = 0.02
+    delta = torch.zeros(n, dtype=torch.bool)
+    delta[:5] = True
+    pi = torch.where(delta, 0.02, 0.5).to(torch.float64)
+    w = importance_weights(delta, pi)
+    act_values, nn_values = [], []
+    for t in (1.0, 5.0, 20.0, 100.0):
+        logits = torch.zeros(n, 3, dtype=torch.float64)
+        logits[:5] = torch.tensor([-t, t, 0.0], dtype=torch.float64)  # away from y_m
+        logits[5:, 0] = t
+        l_m, l_h = per_example_losses(logits, machine, human)
+        act_values.append(act_loss(l_m, l_h, delta, pi, 1.0).item())
+        nn_values.append(act_loss_nonneg(l_m, l_h, w, 1.0, beta=0.05).item())
+    assert act_values == sorted(act_values, reverse=True) and act_values[-1] < -500
+    assert min(nn_values) >= -0.05
+
+
+def test_nonneg_step_pushes_a_negative_machine_part_back_up() -> None:
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(40, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    machine = torch.randint(0, 3, (40,), generator=g)
+    human = machine.clone()
+    w = torch.zeros(40, dtype=torch.float64)
+    w[:10] = 20.0  # four reviewed items with pi = 0.05 dominate: R_m < 0
+    l_m, l_h = per_example_losses(logits, machine, human)
+    _, before = _split_parts(l_m, l_h, w, 1.0)
+    assert before.item() < 0
+    loss = act_loss_nonneg(l_m, l_h, w, 1.0)
+    loss.backward()  # type: ignore[no-untyped-call]
+    with torch.no_grad():
+        stepped = logits - 0.1 * logits.grad
+    l_m2, l_h2 = per_example_losses(stepped, machine, human)
+    _, after = _split_parts(l_m2, l_h2, w, 1.0)
+    assert after.item() > before.item()
+    with pytest.raises(ValueError):
+        act_loss_nonneg(l_m, l_h, w, 1.0, beta=-1.0)

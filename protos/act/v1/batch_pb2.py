@@ -26,17 +26,17 @@ from act.v1 import item_pb2 as act_dot_v1_dot_item__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61\x63t/v1/batch.proto\x12\x06\x61\x63t.v1\x1a\x11\x61\x63t/v1/item.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"b\n\x0c\x42\x61tchRequest\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x1a\n\x04item\x18\x03 \x01(\x0b\x32\x0c.act.v1.Item\x12\x12\n\nlast_error\x18\x04 \x01(\t\"\xfe\x01\n\nBatchState\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12!\n\x05phase\x18\x02 \x01(\x0e\x32\x12.act.v1.BatchPhase\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tremote_id\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\t\x12&\n\x08requests\x18\x06 \x03(\x0b\x32\x14.act.v1.BatchRequest\x12-\n\tformed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*`\n\nBatchPhase\x12\x1b\n\x17\x42\x41TCH_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41TCH_PHASE_SUBMITTING\x10\x01\x12\x19\n\x15\x42\x41TCH_PHASE_SUBMITTED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61\x63t/v1/batch.proto\x12\x06\x61\x63t.v1\x1a\x11\x61\x63t/v1/item.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"q\n\x0c\x42\x61tchRequest\x12\x11\n\tcustom_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x1a\n\x04item\x18\x03 \x01(\x0b\x32\x0c.act.v1.Item\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\r\n\x05input\x18\x05 \x01(\x0c\"\xfe\x01\n\nBatchState\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12!\n\x05phase\x18\x02 \x01(\x0e\x32\x12.act.v1.BatchPhase\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tremote_id\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\t\x12&\n\x08requests\x18\x06 \x03(\x0b\x32\x14.act.v1.BatchRequest\x12-\n\tformed_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0csubmitted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*`\n\nBatchPhase\x12\x1b\n\x17\x42\x41TCH_PHASE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x42\x41TCH_PHASE_SUBMITTING\x10\x01\x12\x19\n\x15\x42\x41TCH_PHASE_SUBMITTED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'act.v1.batch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BATCHPHASE']._serialized_start=439
-  _globals['_BATCHPHASE']._serialized_end=535
+  _globals['_BATCHPHASE']._serialized_start=454
+  _globals['_BATCHPHASE']._serialized_end=550
   _globals['_BATCHREQUEST']._serialized_start=82
-  _globals['_BATCHREQUEST']._serialized_end=180
-  _globals['_BATCHSTATE']._serialized_start=183
-  _globals['_BATCHSTATE']._serialized_end=437
+  _globals['_BATCHREQUEST']._serialized_end=195
+  _globals['_BATCHSTATE']._serialized_start=198
+  _globals['_BATCHSTATE']._serialized_end=452
 # @@protoc_insertion_point(module_scope)

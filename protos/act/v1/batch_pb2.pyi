@@ -21,16 +21,18 @@ BATCH_PHASE_SUBMITTING: BatchPhase
 BATCH_PHASE_SUBMITTED: BatchPhase
 
 class BatchRequest(_message.Message):
-    __slots__ = ("custom_id", "attempt", "item", "last_error")
+    __slots__ = ("custom_id", "attempt", "item", "last_error", "input")
     CUSTOM_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
     custom_id: str
     attempt: int
     item: _item_pb2.Item
     last_error: str
-    def __init__(self, custom_id: _Optional[str] = ..., attempt: _Optional[int] = ..., item: _Optional[_Union[_item_pb2.Item, _Mapping]] = ..., last_error: _Optional[str] = ...) -> None: ...
+    input: bytes
+    def __init__(self, custom_id: _Optional[str] = ..., attempt: _Optional[int] = ..., item: _Optional[_Union[_item_pb2.Item, _Mapping]] = ..., last_error: _Optional[str] = ..., input: _Optional[bytes] = ...) -> None: ...
 
 class BatchState(_message.Message):
     __slots__ = ("batch_id", "phase", "provider", "remote_id", "stage", "requests", "formed_at", "submitted_at")

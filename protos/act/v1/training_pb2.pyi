@@ -27,6 +27,11 @@ class LossKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOSS_KIND_MACHINE_ONLY: _ClassVar[LossKind]
     LOSS_KIND_ACT_DATA_CE: _ClassVar[LossKind]
     LOSS_KIND_ACT: _ClassVar[LossKind]
+
+class LabelCleaning(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LABEL_CLEANING_UNSPECIFIED: _ClassVar[LabelCleaning]
+    LABEL_CLEANING_AGREEMENT: _ClassVar[LabelCleaning]
 FIT_STATE_UNSPECIFIED: FitState
 FIT_STATE_QUEUED: FitState
 FIT_STATE_RUNNING: FitState
@@ -38,9 +43,11 @@ LOSS_KIND_HUMAN_ONLY: LossKind
 LOSS_KIND_MACHINE_ONLY: LossKind
 LOSS_KIND_ACT_DATA_CE: LossKind
 LOSS_KIND_ACT: LossKind
+LABEL_CLEANING_UNSPECIFIED: LabelCleaning
+LABEL_CLEANING_AGREEMENT: LabelCleaning
 
 class FitConfig(_message.Message):
-    __slots__ = ("loss", "rule", "power_lambda", "learning_rate", "epochs", "batch_size", "seed", "model", "power_lambda_grid", "validation_fraction", "params")
+    __slots__ = ("loss", "rule", "power_lambda", "learning_rate", "epochs", "batch_size", "seed", "model", "power_lambda_grid", "validation_fraction", "params", "cleaning")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +66,7 @@ class FitConfig(_message.Message):
     POWER_LAMBDA_GRID_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    CLEANING_FIELD_NUMBER: _ClassVar[int]
     loss: LossKind
     rule: _common_pb2.SamplingRule
     power_lambda: float
@@ -70,7 +78,8 @@ class FitConfig(_message.Message):
     power_lambda_grid: _containers.RepeatedScalarFieldContainer[float]
     validation_fraction: float
     params: _containers.ScalarMap[str, str]
-    def __init__(self, loss: _Optional[_Union[LossKind, str]] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., power_lambda: _Optional[float] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., power_lambda_grid: _Optional[_Iterable[float]] = ..., validation_fraction: _Optional[float] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    cleaning: LabelCleaning
+    def __init__(self, loss: _Optional[_Union[LossKind, str]] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., power_lambda: _Optional[float] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., power_lambda_grid: _Optional[_Iterable[float]] = ..., validation_fraction: _Optional[float] = ..., params: _Optional[_Mapping[str, str]] = ..., cleaning: _Optional[_Union[LabelCleaning, str]] = ...) -> None: ...
 
 class FitStatus(_message.Message):
     __slots__ = ("fit_id", "task_id", "state", "config", "epoch", "labels_used", "metrics", "checkpoint_uri", "error", "created_at", "started_at", "finished_at", "updated_at", "human_labels_used", "power_lambda_used")

@@ -21,6 +21,7 @@ from services.core.calibration import (
     calibration_bins,
     expected_calibration_error,
 )
+from services.core.recalibration import DEFAULT_MIN_REVIEWS, EpsCalibration, fit_eps_calibration
 from services.review_gateway.auth import require_admin
 from services.review_gateway.errors import GatewayError, InvalidArgument
 from services.review_gateway.ops import check_id
@@ -54,6 +55,13 @@ class TaskPanel:
     agreement: Agreement
     #: Per reviewer: (name, agreed, double-reviewed items), by name.
     reviewer_agreement: list[tuple[str, int, int]]
+    #: The critic's eps recalibrated on the reviews (isotonic, 1/pi-weighted);
+    #: None before any review. Method "identity" until there are enough.
+    calibration: EpsCalibration | None = None
+    #: SVG polyline of the calibration map ("" for the identity).
+    calibration_line: str = ""
+    #: (eps, calibrated eps) at a few eps values, for the caption.
+    calibration_at: tuple[tuple[float, float], ...] = ()
 
 
 def chart_points(bins: list[CalibrationBin]) -> list[dict[str, float]]:
@@ -70,6 +78,21 @@ def chart_points(bins: list[CalibrationBin]) -> list[dict[str, float]]:
         }
         for b in bins
     ]
+
+
+def calibration_view(cal: EpsCalibration) -> tuple[str, tuple[tuple[float, float], ...]]:
+    """The map as an SVG polyline (same axes as the points) and at eps 0.1, 0.3, 0.5, 0.7, 0.9."""
+    span_w, span_h = CHART_W - 2 * PAD, CHART_H - 2 * PAD
+    if cal.method == "identity":
+        return "", ()
+    grid = [i / 50 for i in range(51)]
+    values = cal(grid)
+    line = " ".join(
+        f"{PAD + e * span_w:.1f},{CHART_H - PAD - float(v) * span_h:.1f}"
+        for e, v in zip(grid, values, strict=True)
+    )
+    at = tuple((e, round(float(cal([e])[0]), 3)) for e in (0.1, 0.3, 0.5, 0.7, 0.9))
+    return line, at
 
 
 class AdminRoutes:
@@ -128,6 +151,7 @@ class AdminRoutes:
                 "chart": {"w": CHART_W, "h": CHART_H, "pad": PAD},
                 "roles": (ROLE_REVIEWER, ROLE_ADMIN),
                 "default_blur_px": self.ctx.settings.web_blur_px,
+                "min_reviews": DEFAULT_MIN_REVIEWS,
             },
             status_code=status,
         )
@@ -141,7 +165,7 @@ class AdminRoutes:
         by_reviewer = per_reviewer_agreement(
             (p.first_reviewer, p.first_label, p.second_reviewer, p.second_label) for p in pairs
         )
-        disagreement = ece = None
+        disagreement = ece = calibration = None
         points: list[dict[str, float]] = []
         if reviewed:
             errors = [r.human_label != r.machine_label for r in reviewed]
@@ -151,6 +175,10 @@ class AdminRoutes:
             )
             ece = expected_calibration_error(bins)
             points = chart_points(bins)
+            calibration = fit_eps_calibration(
+                [r.eps for r in reviewed], errors, [max(r.pi, 1e-6) for r in reviewed]
+            )
+        line, at = calibration_view(calibration) if calibration is not None else ("", ())
         return TaskPanel(
             task_id=task_id,
             name=(task.name if task is not None and task.name else task_id),
@@ -169,6 +197,9 @@ class AdminRoutes:
             reviewer_agreement=sorted(
                 (who.get(rid, rid), agreed, items) for rid, (agreed, items) in by_reviewer.items()
             ),
+            calibration=calibration,
+            calibration_line=line,
+            calibration_at=at,
         )
 
     async def create_reviewer(self, request: Request) -> Response:
