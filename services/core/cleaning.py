@@ -37,7 +37,11 @@ def confident_keep(
     # cleanlab needs every class among the labels and rows that sum to 1.
     p = np.clip(p, 1e-12, None)
     p = p / p.sum(axis=1, keepdims=True)
-    issues = np.asarray(find_label_issues(y, p, filter_by="prune_by_noise_rate"), dtype=bool)
+    # n_jobs=1: cleanlab's own process pool relies on fork-inherited globals and
+    # fails inside spawned or daemonic workers (the experiments' training pool).
+    issues = np.asarray(
+        find_label_issues(y, p, filter_by="prune_by_noise_rate", n_jobs=1), dtype=bool
+    )
     keep = ~issues
     if trusted is not None:
         keep |= np.asarray(trusted, dtype=bool)

@@ -263,3 +263,14 @@ def test_rows_extra_rows_and_unknown_rows() -> None:
     assert [m.key for m in focused] == ["human_only", "act_thre_agree", "act_thre"]
     full = [m.key for m in default_rows(TableConfig(extra_methods=("random_subset",)))]
     assert full[0] == "human_only" and full[-2:] == ["reviewed_only", "random_subset"]
+
+
+def test_cleaning_rows_train_in_worker_processes() -> None:
+    """The training pool's spawned workers run the cleanings too (cleanlab included)."""
+    data = synthetic_data(200)
+    ann = synthetic_annotations(data)
+    rows = ("cl_machine_only", "cl_act_thre", "act_thre_agree")
+    cfg = TableConfig(epochs=1, lambdas=(1.0,), extra_methods=rows, workers=2)
+    result = compute_table(data, ann, seeds=1, config=cfg)
+    for key in rows:
+        assert len([r for r in result.runs if r.method == key]) == 1
