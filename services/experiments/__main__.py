@@ -26,6 +26,10 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(",") if v.strip())
 
 
+def _keys(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     p = argparse.ArgumentParser(
@@ -61,14 +65,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--extra-rows",
-        type=lambda v: tuple(x for x in v.split(",") if x),
+        type=_keys,
         default=None,
         help="rows beyond Table 3 and reviewed-only, comma-separated keys "
         "(default: the preset's; '' for none), e.g. random_subset,act_thre_agree",
     )
     p.add_argument(
         "--rows",
-        type=lambda v: tuple(x for x in v.split(",") if x),
+        type=_keys,
         default=None,
         help="exactly these rows instead of the preset's (a focused run; must include "
         "human_only), e.g. human_only,act_thre,reviewed_only,act_thre_feedback_agree",

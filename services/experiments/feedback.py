@@ -128,6 +128,12 @@ def cross_fitted_proba(
     return out
 
 
+def _wrong_prob(proba: Any, machine: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """``1 - p(machine label)`` per row of class probabilities."""
+    p = np.asarray(proba, dtype=np.float64)
+    return 1.0 - p[np.arange(machine.size), machine]
+
+
 def reviewed_model_wrong_prob(
     human: npt.NDArray[np.int64],
     machine: npt.NDArray[np.int64],
@@ -148,13 +154,13 @@ def reviewed_model_wrong_prob(
     rows = np.flatnonzero(reviewed).astype(np.int64)
     others = np.flatnonzero(~reviewed).astype(np.int64)
     if others.size:
-        proba = np.asarray(fit_proba(rows, labels, others), dtype=np.float64)
-        out[others] = 1.0 - proba[np.arange(others.size), machine[others]]
+        out[others] = _wrong_prob(fit_proba(rows, labels, others), machine[others])
     for f in np.unique(folds[rows]):
         score_index = rows[folds[rows] == f]
         train_index = rows[folds[rows] != f]
-        proba = np.asarray(fit_proba(train_index, labels, score_index), dtype=np.float64)
-        out[score_index] = 1.0 - proba[np.arange(score_index.size), machine[score_index]]
+        out[score_index] = _wrong_prob(
+            fit_proba(train_index, labels, score_index), machine[score_index]
+        )
     return np.clip(out, 0.0, 1.0)
 
 
@@ -165,8 +171,7 @@ def cross_fitted_wrong_prob(
     fit_proba: FitProba,
 ) -> npt.NDArray[np.float64]:
     """``1 - p(machine label)`` of every item from a model trained without the item's fold."""
-    proba = cross_fitted_proba(labels, folds, fit_proba)
-    return np.clip(1.0 - proba[np.arange(labels.size), machine], 0.0, 1.0)
+    return np.clip(_wrong_prob(cross_fitted_proba(labels, folds, fit_proba), machine), 0.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,22 @@ def _config(settings: TrainerSettings, **kw: object) -> training_pb2.FitConfig:
     return resolve_config(config, settings, num_classes=4)
 
 
+def _run_fit(tmp_path: Path, **config: object) -> training_pb2.FitStatus:
+    """One fit of the filled store with ``config`` overrides, run to the end."""
+    settings = trainer_settings(tmp_path)
+    store = _filled_store(settings.store_path)
+    manager = build_fit_queue(store, settings, MemorySink())
+    manager.start()
+    try:
+        status = manager.submit(TASK, _config(settings, **config))
+        assert manager.wait_idle(300)
+    finally:
+        manager.stop()
+    final = store.get_fit(status.fit_id)
+    assert final is not None
+    return final
+
+
 def _ids(sink: MemorySink) -> list[str]:
     return [e.event_id.split("/", 1)[1] for e in sink.events]
 
@@ -195,20 +211,7 @@ def test_cancel_and_failure(tmp_path: Path) -> None:
 def test_the_agreement_filter_drops_the_wrong_unreviewed_machine_labels(tmp_path: Path) -> None:
     """A model of the reviewed items' human labels disagrees with the machine where
     the machine is wrong (every 5th item); those unreviewed rows are not trained on."""
-    settings = trainer_settings(tmp_path)
-    store = _filled_store(settings.store_path)
-    sink = MemorySink()
-    manager = build_fit_queue(store, settings, sink)
-    manager.start()
-    try:
-        status = manager.submit(
-            TASK, _config(settings, cleaning=training_pb2.LABEL_CLEANING_AGREEMENT)
-        )
-        assert manager.wait_idle(300)
-    finally:
-        manager.stop()
-    final = store.get_fit(status.fit_id)
-    assert final is not None
+    final = _run_fit(tmp_path, cleaning=training_pb2.LABEL_CLEANING_AGREEMENT)
     assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
     train_ids = [i for i in range(N) if not validation_member(f"item-{i:05d}", 0.2)]
     wrong_unreviewed = [i for i in train_ids if i % 5 == 0 and i % 3 != 0]
