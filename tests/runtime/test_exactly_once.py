@@ -25,7 +25,11 @@ from tests.support.kafkaio import Collector, spawn_echo_stage
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 N_ITEMS = 10_000
-STAGE_ENV = {"ACT_ECHO_DELAY_MS": "4", "ACT_ECHO_MAX_IN_FLIGHT": "32"}
+# About 1,600 items/s (32 handlers, 20 ms mean sleep). The last kill point sits
+# 3,000 items before the end, about 2 s of work: far more than the random pause
+# before a kill plus the collector's lag. At 4 ms (8,000 items/s) those 2,500
+# items took about 0.3 s and the stream could finish before the last kill.
+STAGE_ENV = {"ACT_ECHO_DELAY_MS": "20", "ACT_ECHO_MAX_IN_FLIGHT": "32"}
 
 
 def _assert_exactly_once(collector: Collector, ids: list[str]) -> None:
@@ -68,7 +72,7 @@ async def test_sigkill_three_times_loses_and_duplicates_nothing(
     kills = 0
     try:
         # Kill points: random output counts spread over the stream.
-        points = sorted(rng.sample(range(500, N_ITEMS - 2500), 4))
+        points = sorted(rng.sample(range(500, N_ITEMS - 3000), 4))
         for point in points:
             await collector.wait_for("annotations", point, timeout=120)
             await asyncio.sleep(rng.uniform(0, 0.3))  # land between transactions or inside one
@@ -113,11 +117,7 @@ async def test_broker_restart_midstream_loses_and_duplicates_nothing(
     await collector.start()
     log = tmp_path / "stage.log"
     group = f"echo-{kafka.topic_prefix}"
-    # Slower than the other test (about 1,600 items/s): after the broker is
-    # back the stage catches up in large committed batches, and at full speed
-    # it could finish the stream before the second crash point.
-    env = {**STAGE_ENV, "ACT_ECHO_DELAY_MS": "20"}
-    proc = spawn_echo_stage(kafka, group, log, **env)
+    proc = spawn_echo_stage(kafka, group, log, **STAGE_ENV)
     try:
         await collector.wait_for("annotations", 3_000, timeout=120)
         assert collector.count("annotations") < N_ITEMS
@@ -127,7 +127,7 @@ async def test_broker_restart_midstream_loses_and_duplicates_nothing(
         assert collector.count("annotations") < N_ITEMS
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        proc = spawn_echo_stage(kafka, group, log, **env)
+        proc = spawn_echo_stage(kafka, group, log, **STAGE_ENV)
         await collector.wait_for("annotations", N_ITEMS, timeout=240)
         assert await _stop_gracefully(proc) == 0
         await asyncio.sleep(1.0)
