@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,8 @@ async def fit_with_act_loss(
         model=model,
         power_lambda_grid=[0.6, 0.8, 1.0],
         seed=0,
+        # The agreement filter only where it beats the plain ACT data on validation.
+        cleaning=training_pb2.LABEL_CLEANING_AUTO,
     )
     done = (
         training_pb2.FIT_STATE_SUCCEEDED,
@@ -168,3 +171,26 @@ async def fit_with_act_loss(
                     + (f", {shown}" if shown else "")
                 )
     return status
+
+
+def describe_cleaning(metrics: Mapping[str, float]) -> str:
+    """One line on what a LABEL_CLEANING_AUTO fit chose, from its metrics ("" if nothing)."""
+    if "cleaning_applied" not in metrics:
+        return ""
+    if metrics.get("cleaning_skipped"):
+        return "label cleaning: not applied (nothing to judge it on)"
+
+    def best(variant: str) -> float:
+        prefix = f"search/cleaning={variant}/"
+        return max((v for k, v in metrics.items() if k.startswith(prefix)), default=math.nan)
+
+    scores = (
+        f"validation accuracy {best('agreement'):.3f} with the filter, {best('none'):.3f} without"
+    )
+    dropped = int(metrics.get("cleaning_dropped", 0))
+    if metrics["cleaning_applied"]:
+        return (
+            f"label cleaning: the agreement filter dropped {dropped} unreviewed machine labels "
+            f"({scores})"
+        )
+    return f"label cleaning: kept every label, the agreement filter did not beat that ({scores})"

@@ -311,6 +311,8 @@ async def _stream_and_train(config: DemoConfig, run_dir: Path, say: Say, llm_url
             say(f"   fit {status.fit_id}: {status.labels_used} labels "
                 f"({status.human_labels_used} human), lambda "
                 f"{status.power_lambda_used:.2f}, checkpoint {status.checkpoint_uri}")  # fmt: skip
+            if cleaning := clients.describe_cleaning(status.metrics):
+                say(f"   {cleaning}")
         finally:
             if reviewer is not None and reviewer_task is not None:
                 await clients.stop_reviewer(reviewer, reviewer_task)

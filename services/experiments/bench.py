@@ -32,6 +32,10 @@ BENCH_KEYS = (
     "gap_human_act_thre_feedback_agree",
     "gap_human_cl_act_thre",
     "gap_human_act_exp_nonneg",
+    "gap_human_act_thre_trust",
+    "gap_human_act_thre_feedback_trust",
+    "gap_human_pseudo_labels",
+    "gap_human_active_pseudo_labels",
     # The row chosen on validation accuracy among those a user can run.
     "gap_human_act_best",
     "budget",

@@ -191,6 +191,9 @@ class FeedbackReviews:
     delta: npt.NDArray[np.bool_]
     pi: npt.NDArray[np.float64]
     rounds: tuple[ReviewRound, ...]
+    #: The last round's ranking score of every item: eps fused with the second
+    #: critic (eps itself with one round), an estimate of P(machine label wrong).
+    score: npt.NDArray[np.float64]
 
     @property
     def reviewed(self) -> int:
@@ -233,6 +236,7 @@ def feedback_reviews(
     fold_of = fold_assignment(e.size, folds, seed)
     reviewed = np.zeros(e.size, dtype=bool)
     trace: list[ReviewRound] = []
+    score = e
     for r, size in enumerate(round_sizes(budget, rounds), start=1):
         fusion_info: dict[str, Any] | None = None
         score = e
@@ -250,4 +254,6 @@ def feedback_reviews(
         trace.append(
             ReviewRound(r, int(chosen.size), int((m[chosen] != h[chosen]).sum()), fusion_info)
         )
-    return FeedbackReviews(delta=reviewed, pi=reviewed.astype(np.float64), rounds=tuple(trace))
+    return FeedbackReviews(
+        delta=reviewed, pi=reviewed.astype(np.float64), rounds=tuple(trace), score=score
+    )

@@ -31,6 +31,7 @@ from services.experiments.feedback import (
     fold_assignment,
 )
 from services.experiments.methods import METHODS_BY_KEY, Method, TableConfig
+from services.experiments.pseudo import PseudoLabels, pseudo_labels
 from services.experiments.results import MethodRun
 from services.trainer.data import ActDataset, Inputs, LabelledSet, take
 from services.trainer.fit import TrainConfig, accuracy, new_state, predict_proba, train
@@ -84,6 +85,14 @@ def _act_dataset(
     """The method's training set and, for sampled rows, the review draws behind it."""
     human, machine, k = ctx.human, ctx.annotations.labels, ctx.num_classes
     n = len(human)
+    if method.pseudo is not None:
+        run = _pseudo(ctx, method, budget, seed)
+        rows = np.flatnonzero(run.used)
+        reviewed = run.reviewed[rows]
+        return ActDataset.from_arrays(
+            take(ctx.train_inputs, torch.as_tensor(rows)), run.labels[rows], human[rows],
+            reviewed, reviewed.astype(np.float64), k,
+        ), None  # fmt: skip
     if method.review_all:
         return ActDataset.from_arrays(
             ctx.train_inputs, machine, human, np.ones(n, bool), np.ones(n), k
@@ -95,17 +104,27 @@ def _act_dataset(
         return _cleaned(ctx, data, seed, method), None
     if method.rounds > 1:
         fed = _feedback(ctx, method, budget, seed)
-        data = ActDataset.from_arrays(ctx.train_inputs, machine, human, fed.delta, fed.pi, k)
+        data = ActDataset.from_arrays(
+            ctx.train_inputs, machine, human, fed.delta, fed.pi, k, trust=_trust(method, fed.score)
+        )
         return _cleaned(ctx, data, seed, method), None
+    eps = critic_eps(method.critic, ctx.annotations.eps, machine, human, seed)
     reviews = sample_reviews(
-        critic_eps(method.critic, ctx.annotations.eps, machine, human, seed),
+        eps,
         ctx.config.sampling(method.rule, budget, seed, beta),
         ids=ctx.train_ids,
         task_id=f"table3/{ctx.dataset}",
         trim=method.rule in ctx.config.trim_rules,
     )
-    data = ActDataset.from_arrays(ctx.train_inputs, machine, human, reviews.delta, reviews.pi, k)
+    data = ActDataset.from_arrays(
+        ctx.train_inputs, machine, human, reviews.delta, reviews.pi, k, trust=_trust(method, eps)
+    )
     return _cleaned(ctx, data, seed, method), reviews
+
+
+def _trust(method: Method, eps: np.ndarray) -> np.ndarray | None:
+    """``1 - eps`` for a method that weights machine labels by it, else None."""
+    return np.clip(1.0 - np.asarray(eps, dtype=np.float64), 0.0, 1.0) if method.trust else None
 
 
 def _fit_proba(ctx: FitContext, seed: int) -> FitProba:
@@ -143,6 +162,7 @@ def clear_caches() -> None:
     """Forget cached reviews and prunings (a new table, or a test that needs a cold start)."""
     _PRUNE_CACHE.clear()
     _FEEDBACK_CACHE.clear()
+    _PSEUDO_CACHE.clear()
 
 
 def _cleaned(ctx: FitContext, data: ActDataset, seed: int, method: Method) -> ActDataset:
@@ -173,6 +193,25 @@ def _cleaned(ctx: FitContext, data: ActDataset, seed: int, method: Method) -> Ac
 #: Feedback-loop reviews by (data, rounds, second critic, budget, seed): a row's grid
 #: points, and rows that differ only in training, share reviews that cost fits to decide.
 _FEEDBACK_CACHE: dict[tuple[str, bytes, int, str, float, int], FeedbackReviews] = {}
+
+
+#: Pseudo-labelling runs by (data, kind, budget, seed), shared by a row's grid points.
+_PSEUDO_CACHE: dict[tuple[str, bytes, str, float, int], PseudoLabels] = {}
+
+
+def _pseudo(ctx: FitContext, method: Method, budget: float, seed: int) -> PseudoLabels:
+    """The labels of a pseudo-labelling row (:func:`pseudo_labels`), computed once."""
+    assert method.pseudo is not None
+    key = (ctx.dataset, _fingerprint(ctx.human), method.pseudo, budget, seed)
+    if key not in _PSEUDO_CACHE:
+        _PSEUDO_CACHE[key] = pseudo_labels(
+            ctx.human,
+            budget_count(budget, len(ctx.human)),
+            seed=seed,
+            fit_proba=_fit_proba(ctx, seed),
+            active=method.pseudo == "active",
+        )
+    return _PSEUDO_CACHE[key]
 
 
 def _feedback(ctx: FitContext, method: Method, budget: float, seed: int) -> FeedbackReviews:

@@ -31,6 +31,9 @@ SecondCritic = Literal["reviewed", "act_data"]
 #: Dropping unreviewed rows before training: confident learning, or keeping only
 #: the rows whose machine label a model of the human labels agrees with.
 Cleaning = Literal["confident", "agree"]
+#: Pseudo-labelling baselines (:mod:`services.experiments.pseudo`): human labels
+#: on a random subset, or spent by uncertainty in rounds.
+PseudoKind = Literal["random", "active"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,14 @@ class Method:
     #: those a cross-fitted model flags (confident learning), or those whose
     #: machine label a model of the reviewed items' human labels disagrees with.
     clean: Cleaning | None = None
+    #: Weight each unreviewed row's machine-label loss by the probability that the
+    #: label is right, ``1 - eps`` (importance reweighting, Liu and Tao 2016;
+    #: :func:`services.trainer.loss.trusted_lambda`); with the feedback loop the
+    #: eps is the last round's fused score.
+    trust: bool = False
+    #: A pseudo-labelling baseline: the LLM's labels unused, the budget's human
+    #: labels plus a model's confident predictions (paper, Table 7).
+    pseudo: PseudoKind | None = None
     #: A candidate for the recommended method (``_best``): a method a user can run.
     #: References (human-only, oracle critic) and baselines are not.
     candidate: bool = False
@@ -103,6 +114,20 @@ ORACLE_CRITIC = Method(
     Rule.THRESHOLD,
     critic="oracle",
 )
+PSEUDO_LABELS = Method(
+    "pseudo_labels",
+    "Pseudo-labelling (random B human labels + confident predictions) - Cross-entropy loss",
+    LossKind.ACT_DATA_CE,
+    Rule.THRESHOLD,
+    pseudo="random",
+)
+ACTIVE_PSEUDO_LABELS = Method(
+    "active_pseudo_labels",
+    "Active pseudo-labelling (B human labels by uncertainty + confident predictions) - CE loss",
+    LossKind.ACT_DATA_CE,
+    Rule.THRESHOLD,
+    pseudo="active",
+)
 ACT_THRE_FEEDBACK = Method(
     "act_thre_feedback",
     "ACT thre. loss, feedback loop (3 rounds, a model of the reviews as second critic)",
@@ -152,6 +177,23 @@ ACT_THRE_FEEDBACK_AGREE = Method(
     clean="agree",
     candidate=True,
 )
+ACT_THRE_TRUST = Method(
+    "act_thre_trust",
+    "ACT data - ACT thre. loss, machine labels weighted by 1 - eps (importance reweighting)",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    trust=True,
+    candidate=True,
+)
+ACT_THRE_FEEDBACK_TRUST = Method(
+    "act_thre_feedback_trust",
+    "Feedback loop (3 rounds), machine labels weighted by 1 - fused eps - ACT thre. loss",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    rounds=3,
+    trust=True,
+    candidate=True,
+)
 ACT_EXP_NONNEG = Method(
     "act_exp_nonneg",
     "ACT data - ACT exp. loss, non-negative machine part (nnPU)",
@@ -167,6 +209,8 @@ BASELINE_METHODS: tuple[Method, ...] = (
     RANDOM_CRITIC,
     ORACLE_CRITIC,
     CL_MACHINE_ONLY,
+    PSEUDO_LABELS,
+    ACTIVE_PSEUDO_LABELS,
 )
 #: Beyond the paper (issue: "beat the paper").
 NEW_METHODS: tuple[Method, ...] = (
@@ -175,6 +219,8 @@ NEW_METHODS: tuple[Method, ...] = (
     ACT_THRE_FEEDBACK_AGREE,
     CL_ACT_THRE,
     ACT_EXP_NONNEG,
+    ACT_THRE_TRUST,
+    ACT_THRE_FEEDBACK_TRUST,
 )
 METHODS_BY_KEY: dict[str, Method] = {
     m.key: m for m in (*TABLE3_METHODS, *BASELINE_METHODS, *NEW_METHODS)

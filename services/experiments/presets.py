@@ -34,6 +34,10 @@ EXTRA_ROWS = (
     "act_thre_feedback_agree",
     "cl_act_thre",
     "act_exp_nonneg",
+    "act_thre_trust",
+    "act_thre_feedback_trust",
+    "pseudo_labels",
+    "active_pseudo_labels",
 )
 
 

@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         sizing_reason=outcome.sizing.reason,
         parameters=params,
         date=time.strftime("%Y-%m-%d", time.gmtime()),
+        reused_calls=outcome.reused_calls,
+        model_call_s=outcome.model_call_s,
     )
     path = write_report(outcome.data, info, args.out, resamples=config.resamples, seed=config.seed)
     say(

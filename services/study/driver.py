@@ -40,6 +40,12 @@ class Outcome:
     sizing: Sizing
     wall_s: float
     server_start_s: tuple[float, ...]
+    #: Model calls found in the records when the run started (a resumed run
+    #: reuses them instead of asking the models again).
+    reused_calls: int = 0
+    #: Wall seconds of every recorded phase, this run's and earlier runs': the
+    #: time the whole grid cost the models, however many runs it took.
+    model_call_s: float = 0.0
 
 
 def records_path(state_dir: Path, config: StudyConfig) -> Path:
@@ -180,9 +186,15 @@ def _most_accurate(config: StudyConfig, store: RecordStore, items: Any, human: A
 def run_study(config: StudyConfig, state_dir: Path, say: Say) -> Outcome:
     """Run (or resume) the study; servers are started and stopped here."""
     store = RecordStore(records_path(state_dir, config))
-    say(f"raw per-call results: {store.path} ({len(store.calls)} calls kept from earlier runs)")
+    reused = len(store.calls)
+    say(f"raw per-call results: {store.path} ({reused} calls kept from earlier runs)")
     with ServerPool(state_dir / "servers", config.servers, say) as pool:
         outcome = asyncio.run(_execute(config, pool, store, say))
+    outcome = replace(
+        outcome,
+        reused_calls=reused,
+        model_call_s=sum(p.wall_s for p in store.phases),
+    )
     (state_dir / "last-run.json").write_text(
         json.dumps({"sizing": asdict(outcome.sizing), "wall_s": outcome.wall_s}, indent=2)
     )

@@ -44,6 +44,24 @@ class RunInfo:
     sizing_reason: str
     parameters: Mapping[str, object]
     date: str = ""
+    #: Model calls this run took from an earlier run's records (0: a fresh run).
+    reused_calls: int = 0
+    #: Wall seconds of every recorded phase across all runs of the records.
+    model_call_s: float = 0.0
+
+
+def _resumed(info: RunInfo) -> list[str]:
+    """The paragraph that says a run was resumed (the wall time covers only its part)."""
+    if not info.reused_calls:
+        return []
+    return [
+        f"Resumed run: it reused {info.reused_calls} model calls recorded by an earlier run "
+        "of the same configuration (`.local/study`), so its wall time covers only the calls "
+        f"it made. The phases of all runs took **{info.model_call_s / 60:.1f} min** of model "
+        "time in total (the sum of every phase's wall time; phases an earlier run made while "
+        "other jobs shared the CPU count slower, as do their items/s below).",
+        "",
+    ]
 
 
 def _ci(ci: Interval) -> str:
@@ -97,6 +115,7 @@ def render(
         "",
         f"Sizing: {info.sizing_reason}.",
         "",
+        *_resumed(info),
         "## Parameters",
         "",
         *_table(["parameter", "value"], [[k, f"`{v}`"] for k, v in info.parameters.items()]),

@@ -54,6 +54,10 @@ class ActDataset:
     delta: Tensor  # bool
     pi: Tensor  # float32, probability delta was drawn with
     num_classes: int
+    #: Per-row trust in the machine label, in [0, 1] (float32), or None (1 for
+    #: every row): the ACT loss scales lambda by it row by row
+    #: (:class:`services.trainer.loss.Objective`), e.g. ``1 - eps``.
+    trust: Tensor | None = None
 
     @classmethod
     def from_arrays(
@@ -64,6 +68,7 @@ class ActDataset:
         delta: npt.ArrayLike | Tensor,
         pi: npt.ArrayLike | Tensor,
         num_classes: int,
+        trust: npt.ArrayLike | Tensor | None = None,
     ) -> ActDataset:
         """Validate and convert. ``human`` may hold anything where ``delta = 0``."""
         m = _long(machine)
@@ -86,7 +91,16 @@ class ActDataset:
             raise ValueError("pi must be in [0, 1]")
         if bool(torch.any(d & (p <= 0))):
             raise ValueError("a reviewed item (delta = 1) has pi <= 0")
-        return cls(inputs=inputs, machine=m, human=h, delta=d, pi=p, num_classes=num_classes)
+        t = None
+        if trust is not None:
+            t = torch.as_tensor(np.asarray(trust, dtype=np.float64), dtype=torch.float32)
+            if t.shape != (n,):
+                raise ValueError(f"trust has shape {tuple(t.shape)}, not ({n},)")
+            if bool(torch.any((t < 0) | (t > 1) | torch.isnan(t))):
+                raise ValueError("trust must be in [0, 1]")
+        return cls(
+            inputs=inputs, machine=m, human=h, delta=d, pi=p, num_classes=num_classes, trust=t
+        )
 
     def __len__(self) -> int:
         return int(self.machine.shape[0])
@@ -116,6 +130,7 @@ class ActDataset:
             delta=self.delta[index],
             pi=self.pi[index],
             num_classes=self.num_classes,
+            trust=None if self.trust is None else self.trust[index],
         )
 
     def reviewed_only(self) -> ActDataset:

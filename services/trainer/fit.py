@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from services.trainer.data import ActDataset, Inputs, LabelledSet, input_count, take
-from services.trainer.loss import Objective
+from services.trainer.loss import LossKind, Objective
 
 OptimizerName = Literal["adam", "adamw", "sgd"]
 
@@ -118,6 +118,8 @@ def train(
     runs after each epoch (checkpoints, events); ``cancel`` is polled between
     batches and raises :class:`FitCancelledError`.
     """
+    if data.trust is not None and objective.kind is not LossKind.ACT:
+        raise ValueError(f"per-row trust applies to the ACT loss only, not {objective.kind}")
     if objective.uses_only_reviewed:
         data = data.reviewed_only()
     n = len(data)
@@ -127,6 +129,7 @@ def train(
     human_filled = data.human_filled.to(device)
     weight = data.weight.to(device)
     delta = data.delta.to(device)
+    trust = None if data.trust is None else data.trust.to(device)
     model, optimizer = state.model, state.optimizer
     for epoch in range(state.epoch + 1, config.epochs + 1):
         started = time.perf_counter()
@@ -140,7 +143,12 @@ def train(
             idx = order[start : start + config.batch_size]
             logits = model(take(inputs, idx))
             loss = objective.batch_loss(
-                logits, machine[idx], human_filled[idx], weight[idx], delta[idx]
+                logits,
+                machine[idx],
+                human_filled[idx],
+                weight[idx],
+                delta[idx],
+                None if trust is None else trust[idx],
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

@@ -19,6 +19,7 @@ import torch
 from act.v1 import training_pb2
 
 from services.trainer.artifacts import FitFiles
+from services.trainer.choices import FitChoice, Search, choose
 from services.trainer.events import EventSink, now_timestamp, training_event
 from services.trainer.fit import (
     EpochReport,
@@ -30,11 +31,9 @@ from services.trainer.fit import (
 )
 from services.trainer.fitting import (
     PreparedData,
-    clean_training_data,
     loss_kind,
     model_factory,
     prepare_data,
-    select_lambda,
     train_config,
 )
 from services.trainer.items import decode_stored_item
@@ -95,17 +94,20 @@ class FitRunner:
         data = self._prepare(status)
         base = train_config(config, self.device, validate=len(data.validation) > 0)
         make_model = model_factory(config, data.num_classes)
+        kind = loss_kind(config)
         try:
-            data, cleaning = clean_training_data(data, config, base, make_model, control.cancelled)
+            choice = self._choose(status, kind, data, base, make_model, control.cancelled)
         except FitCancelledError:
             self.finish_cancelled(status, control.reason or "cancelled")
             return
-        status.metrics.update(cleaning)
+        data, lam = choice.data, choice.power_lambda
+        status.metrics.update(choice.metrics)
         status.labels_used = len(data.train)
         status.human_labels_used = data.train.reviewed
         status.metrics["skipped_items"] = float(data.skipped)
         status.metrics["validation_items"] = float(len(data.validation))
         status.metrics.update(data.calibration_metrics())
+        status.power_lambda_used = lam
         self.save(status)
         if status.epoch == 0:  # not announced yet, or interrupted before any epoch (same id)
             self._event(
@@ -123,12 +125,10 @@ class FitRunner:
             resumed=resumed,
             labels=status.labels_used,
             human=status.human_labels_used,
+            power_lambda=lam,
+            cleaning_applied=choice.metrics.get("cleaning_applied"),
         )
-        kind = loss_kind(config)
         try:
-            lam = self._select_lambda(status, kind, data, base, make_model, control.cancelled)
-            status.power_lambda_used = lam
-            self.save(status)
             state = self._train_final(status, kind, lam, data, base, make_model, control.cancelled)
         except FitCancelledError:
             self.finish_cancelled(status, control.reason or "cancelled")
@@ -197,7 +197,7 @@ class FitRunner:
             raise ValueError(f"task {status.task_id!r} has no labels to train on")
         return prepare_data(rows, status.config, decode_stored_item)
 
-    def _select_lambda(
+    def _choose(
         self,
         status: training_pb2.FitStatus,
         kind: LossKind,
@@ -205,32 +205,28 @@ class FitRunner:
         base: TrainConfig,
         make_model: Callable[[], torch.nn.Module],
         cancelled: Callable[[], bool],
-    ) -> float:
-        if status.HasField("power_lambda_used"):
-            return float(status.power_lambda_used)  # chosen before an interruption
+    ) -> FitChoice:
+        """The fit's cleaning and lambda (:func:`services.trainer.choices.choose`).
+
+        Every validation score is saved on the status as it comes, so a
+        resumed fit re-derives the same choice without training again (only
+        the cleaning's judge is trained again, seeded like the first time).
+        """
 
         def record(key: str, score: float) -> None:
             status.metrics[key] = score
             self.save(status)
 
-        choice = select_lambda(
-            status.config,
-            kind,
-            data,
-            base,
-            make_model,
-            cancelled,
-            known=status.metrics,
-            on_score=record,
-        )
-        if choice.skipped:
+        search = Search(status.config, kind, base, make_model, cancelled, status.metrics, record)
+        choice = choose(search, data)
+        if choice.lambda_skipped:
             log.warning(
                 "lambda_search_skipped",
                 fit_id=status.fit_id,
                 reason="no human-labelled validation items",
             )
-            status.metrics["lambda_search_skipped"] = 1.0
-        return choice.power_lambda
+            choice.metrics["lambda_search_skipped"] = 1.0
+        return choice
 
     def _train_final(
         self,

@@ -1,19 +1,16 @@
-"""What a fit trains on and with: config defaults, data preparation, lambda selection.
+"""What a fit trains on and with: config defaults, data preparation, the network.
 
 No storage, files or events here: the caller (:mod:`services.trainer.fitrun`)
-reads the label snapshot, records progress and writes checkpoints.
-
-Lambda is selected with human labels only (appendix A.3, :mod:`services.trainer.hpo`):
-the reviewed items of a held-out slice (``validation_fraction`` of the items by
-a hash of the item id), weighted by ``1/pi``.
+reads the label snapshot, records progress and writes checkpoints. What a fit
+chooses on validation before its final training (label cleaning, lambda) is
+:mod:`services.trainer.choices`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,13 +18,11 @@ import structlog
 import torch
 from act.v1 import common_pb2, training_pb2
 
-from services.core.cleaning import agreement_keep
 from services.core.recalibration import EpsCalibration, fit_eps_calibration
-from services.trainer.data import ActDataset, LabelledSet, take
+from services.trainer.data import ActDataset, LabelledSet
 from services.trainer.features import FeatureError, prepare_inputs
-from services.trainer.fit import TrainConfig, accuracy, new_state, predict_proba, train
-from services.trainer.hpo import Candidate, grid_search
-from services.trainer.loss import LossKind, Objective
+from services.trainer.fit import TrainConfig
+from services.trainer.loss import LossKind
 from services.trainer.networks import InputKind, build_network, network_spec
 from services.trainer.settings import TrainerSettings
 from services.trainer.store import LabelRow
@@ -85,6 +80,11 @@ def resolve_config(
         raise ValueError("validation_fraction must be in [0, 1)")
     if c.validation_fraction == 0.0:
         c.validation_fraction = settings.validation_fraction
+    weighting = c.machine_label_weighting
+    if weighting not in training_pb2.MachineLabelWeighting.values():
+        raise ValueError(f"unknown machine label weighting {weighting}")
+    if weighting and c.loss != training_pb2.LOSS_KIND_ACT:
+        raise ValueError("machine label weighting applies to the ACT loss only")
     if num_classes is not None and "num_classes" not in c.params:
         c.params["num_classes"] = str(num_classes)
     return c
@@ -126,6 +126,11 @@ class PreparedData:
         }
         for e in (0.1, 0.3, 0.5, 0.7, 0.9):
             out[f"eps_calibrated_at_{e:.1f}"] = float(cal([e])[0])
+        trust = self.train.trust
+        if trust is not None:
+            unreviewed = ~self.train.delta
+            if bool(unreviewed.any()):
+                out["machine_label_trust_mean"] = float(trust[unreviewed].mean())
         return out
 
 
@@ -165,13 +170,6 @@ def prepare_data(
     delta = np.array([r.delta for r in kept], dtype=bool)
     pi = np.array([r.pi for r in kept], dtype=np.float64)
     train_idx = torch.from_numpy(np.flatnonzero(~val_mask))
-    all_data = ActDataset.from_arrays(inputs, machine, human, delta, pi, num_classes)
-    val_rows = np.flatnonzero(val_mask & delta)
-    validation = LabelledSet.from_arrays(
-        all_data.subset(torch.from_numpy(val_rows)).inputs,
-        human[val_rows],
-        1.0 / pi[val_rows],
-    )
     eps = np.array([r.eps for r in kept], dtype=np.float64)
     reviewed = delta & (human >= 0) & (pi > 0)
     calibration, error_rate = None, float("nan")
@@ -180,6 +178,17 @@ def prepare_data(
         calibration = fit_eps_calibration(np.clip(eps[reviewed], 0, 1), error, pi[reviewed])
         weights = 1.0 / pi[reviewed]
         error_rate = float((weights * error).sum() / weights.sum())
+    trust = None
+    if config.machine_label_weighting == training_pb2.MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS:
+        calibrated = np.clip(eps, 0, 1) if calibration is None else calibration(np.clip(eps, 0, 1))
+        trust = 1.0 - np.asarray(calibrated, dtype=np.float64)
+    all_data = ActDataset.from_arrays(inputs, machine, human, delta, pi, num_classes, trust=trust)
+    val_rows = np.flatnonzero(val_mask & delta)
+    validation = LabelledSet.from_arrays(
+        all_data.subset(torch.from_numpy(val_rows)).inputs,
+        human[val_rows],
+        1.0 / pi[val_rows],
+    )
     return PreparedData(
         train=all_data.subset(train_idx),
         validation=validation,
@@ -225,114 +234,3 @@ def model_factory(
         return build_network(name, num_classes, params)
 
     return make_model
-
-
-def clean_training_data(
-    data: PreparedData,
-    config: training_pb2.FitConfig,
-    base: TrainConfig,
-    make_model: Callable[[], torch.nn.Module],
-    cancelled: Callable[[], bool] | None = None,
-) -> tuple[PreparedData, dict[str, float]]:
-    """The config's label cleaning applied to the training set, and what it did (metrics).
-
-    ``LABEL_CLEANING_AGREEMENT``: a model trained on the reviewed training
-    items' human labels scores the unreviewed ones; those whose machine label
-    it does not predict are dropped (:func:`services.core.cleaning.agreement_keep`).
-    Seeded like the fit, so on a CPU a resumed fit drops the same rows (GPU
-    kernels are not bitwise deterministic: nearly the same). Nothing is
-    dropped when no item is reviewed or none is unreviewed.
-    """
-    if config.cleaning == training_pb2.LABEL_CLEANING_UNSPECIFIED:
-        return data, {}
-    if config.cleaning != training_pb2.LABEL_CLEANING_AGREEMENT:
-        raise ValueError(f"unknown label cleaning {config.cleaning}")
-    train_set = data.train
-    unreviewed = torch.nonzero(~train_set.delta).flatten()
-    if train_set.reviewed == 0 or unreviewed.numel() == 0:
-        return data, {"cleaning_dropped": 0.0, "cleaning_skipped": 1.0}
-    torch.manual_seed(base.seed)
-    plain = replace(base, validate_every_epoch=False)
-    judge = train(
-        train_set.reviewed_only(),
-        Objective(LossKind.HUMAN_ONLY),
-        plain,
-        new_state(make_model(), plain),
-        cancel=cancelled,
-    ).model
-    proba = np.zeros((len(train_set), train_set.num_classes))
-    proba[unreviewed.numpy()] = predict_proba(
-        judge, take(train_set.inputs, unreviewed), device=base.device
-    ).numpy()
-    keep = agreement_keep(train_set.human_filled.numpy(), proba, train_set.delta.numpy())
-    metrics = {
-        "cleaning_dropped": float((~keep).sum()),
-        "cleaning_kept_unreviewed": float(unreviewed.numel() - (~keep).sum()),
-    }
-    if len(data.validation):
-        metrics["cleaning_judge_val_accuracy"] = accuracy(
-            judge, data.validation, device=base.device
-        )
-    cleaned = train_set.subset(torch.as_tensor(np.flatnonzero(keep)))
-    return replace(data, train=cleaned), metrics
-
-
-def lambda_metric(power_lambda: float) -> str:
-    """The fit metric holding the validation accuracy of one lambda of the grid."""
-    return f"search/lambda={power_lambda:g}/val_accuracy"
-
-
-@dataclass(frozen=True, slots=True)
-class LambdaChoice:
-    """The selected lambda; ``skipped`` when a grid was asked for but nothing can score it."""
-
-    power_lambda: float
-    skipped: bool = False
-
-
-def select_lambda(
-    config: training_pb2.FitConfig,
-    kind: LossKind,
-    data: PreparedData,
-    base: TrainConfig,
-    make_model: Callable[[], torch.nn.Module],
-    cancelled: Callable[[], bool],
-    *,
-    known: Mapping[str, float],
-    on_score: Callable[[str, float], None],
-) -> LambdaChoice:
-    """Pick lambda from ``config.power_lambda_grid`` by human-labelled validation accuracy.
-
-    Only the ACT loss has a lambda to search; without a grid the config's
-    ``power_lambda`` (default 1) is used. Scores already in ``known`` (keyed by
-    :func:`lambda_metric`, from before an interruption) are not trained again;
-    each new score is handed to ``on_score`` as soon as it exists. Ties go to
-    the earlier grid value; NaN scores (diverged) never win.
-    """
-    default = config.power_lambda if config.HasField("power_lambda") else 1.0
-    grid_values = list(config.power_lambda_grid)
-    if kind is not LossKind.ACT or not grid_values:
-        return LambdaChoice(default)
-    if len(data.validation) == 0:
-        return LambdaChoice(default, skipped=True)
-    scores: dict[float, float] = {}
-    for lam in grid_values:
-        key = lambda_metric(lam)
-        if key in known:
-            scores[lam] = known[key]
-            continue
-        result = grid_search(
-            make_model,
-            data.train,
-            kind,
-            data.validation,
-            base,
-            [Candidate(base.learning_rate, lam)],
-            cancel=cancelled,
-        )
-        scores[lam] = result.best_val_accuracy
-        on_score(key, result.best_val_accuracy)
-    valid = {k: v for k, v in scores.items() if not math.isnan(v)}
-    if not valid:
-        return LambdaChoice(default)
-    return LambdaChoice(max(valid, key=lambda k: (valid[k], -grid_values.index(k))))

@@ -131,7 +131,7 @@ def act_loss_fused(
     machine_labels: Tensor,
     human_labels: Tensor,
     weight: Tensor,
-    power_lambda: float,
+    power_lambda: float | Tensor,
 ) -> Tensor:
     """Eq. 8 for cross-entropy losses as ONE cross-entropy with per-example target weights.
 
@@ -143,6 +143,7 @@ def act_loss_fused(
     loss costs one fused kernel pair like plain cross-entropy, instead of a dozen
     small autograd nodes. Requires ``human_labels`` valid in every row (rows
     with ``w = 0`` may hold anything in range, e.g. the machine label).
+    ``power_lambda`` may be one value per row (:func:`trusted_lambda`).
     """
     with torch.no_grad():
         coef_machine = (power_lambda * (1.0 - weight)).to(logits.dtype).unsqueeze(1)
@@ -235,6 +236,25 @@ def act_data_ce_loss(
     return F.cross_entropy(logits, act_data_labels(machine_labels, human_labels, delta))
 
 
+def trusted_lambda(power_lambda: float, trust: Tensor) -> Tensor:
+    """Per-row lambda ``lambda_i = lambda * t_i`` from a trust ``t_i`` in [0, 1] of each
+    machine label (beyond the paper).
+
+    With ``t_i = 1 - eps_i`` and a calibrated ``eps`` this is importance
+    reweighting for label noise (Liu and Tao, "Classification with noisy labels
+    by importance reweighting", IEEE TPAMI 38(3), 2016): an unreviewed row's
+    machine-label loss counts by the probability that its label is right, so
+    the shared annotator-critic mistakes the critic is unsure of weigh less.
+    Eq. 8 stays unbiased for any ``lambda_i`` fixed before ``delta`` is drawn
+    (``E[delta_i / pi_i] = 1`` row by row, as in Proposition 5.1), so this
+    changes only the variance and, where ``pi_i = 0``, the bias of the
+    unreviewed rows' term.
+    """
+    if not 0.0 <= power_lambda <= 1.0:
+        raise ValueError("power_lambda must be in [0, 1]")
+    return power_lambda * trust
+
+
 @dataclass(frozen=True, slots=True)
 class Objective:
     """A training objective: the loss kind and, for the ACT loss, lambda.
@@ -257,15 +277,18 @@ class Objective:
         human_filled: Tensor,
         weight: Tensor,
         delta: Tensor,
+        trust: Tensor | None = None,
     ) -> Tensor:
         """Loss of one minibatch (the minibatch mean estimates the 1/N sum).
 
         ``human_filled`` holds the human label where ``delta`` and the machine
         label elsewhere (which is also the ACT data label); ``weight`` is
-        ``delta / pi`` (:func:`importance_weights`).
+        ``delta / pi`` (:func:`importance_weights`); ``trust`` (ACT loss only)
+        scales lambda row by row (:func:`trusted_lambda`).
         """
         if self.kind is LossKind.ACT:
-            return act_loss_fused(logits, machine_labels, human_filled, weight, self.power_lambda)
+            lam = self.power_lambda if trust is None else trusted_lambda(self.power_lambda, trust)
+            return act_loss_fused(logits, machine_labels, human_filled, weight, lam)
         if self.kind is LossKind.ACT_NONNEG:
             loss_m, loss_h = per_example_losses(logits, machine_labels, human_filled)
             return act_loss_nonneg(loss_m, loss_h, weight, self.power_lambda)

@@ -42,6 +42,8 @@ def test_demo_streams_trains_and_writes_table_3(
     assert abs(reviewed / items - recommended) < 0.08
     fit = re.search(r"fit fit-\w+: (\d+) labels \((\d+) human\)", out)
     assert fit is not None and int(fit.group(2)) > 0
+    # The fit chose the agreement filter on validation, and says what it chose.
+    assert re.search(r"label cleaning: (the agreement filter dropped \d+|kept every label)", out)
     # The service's own ACT-loss model, evaluated on the table's test items.
     service = re.search(r"trainer service's model .* test accuracy ([\d.]+)%", out)
     assert service is not None and 30.0 < float(service.group(1)) <= 100.0

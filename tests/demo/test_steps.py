@@ -8,6 +8,7 @@ from act.v1 import common_pb2
 
 from services.core.metrics import recommended_budget
 from services.demo import plan as steps
+from services.demo.clients import describe_cleaning
 from services.demo.progress import STAGES, Progress
 from services.fewshot.pair import build_pair
 from services.fewshot.pools import builtin_pool
@@ -68,3 +69,20 @@ def test_progress_line_shows_every_stage() -> None:
     for stage in STAGES:
         assert stage in line
     assert "trainer    40" in line and "reviews 7" in line and "dead letters 2" in line
+
+
+def test_the_cleaning_line_says_what_the_fit_chose_and_why() -> None:
+    scores = {
+        "search/cleaning=none/lambda=1/val_accuracy": 0.81,
+        "search/cleaning=none/lambda=0.6/val_accuracy": 0.84,
+        "search/cleaning=agreement/lambda=1/val_accuracy": 0.88,
+        "cleaning_dropped": 37.0,
+    }
+    applied = describe_cleaning({**scores, "cleaning_applied": 1.0})
+    assert "dropped 37 unreviewed" in applied and "0.880 with the filter, 0.840 without" in applied
+    kept = describe_cleaning({**scores, "cleaning_applied": 0.0})
+    assert kept.startswith("label cleaning: kept every label")
+    assert describe_cleaning({"cleaning_applied": 0.0, "cleaning_skipped": 1.0}).endswith(
+        "(nothing to judge it on)"
+    )
+    assert describe_cleaning({"val_accuracy": 0.9}) == ""  # not an AUTO fit

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from services.core.metrics import abs_score
 from services.core.sampling import normalization_pi
 from services.experiments.feedback import (
     critic_eps,
@@ -192,6 +193,23 @@ def test_the_act_data_second_critic_is_cross_fitted_over_all_items() -> None:
         assert len(trained) == 1500  # machine labels of unreviewed items too
 
 
+def test_the_last_rounds_score_is_eps_with_one_round_and_fused_after() -> None:
+    human, machine, eps, second = _shared_and_independent(1500, 4)
+    once = feedback_reviews(
+        eps, machine, human, 300, rounds=1, folds=2, seed=0,
+        fit_proba=_fit_from(second, machine, []),
+    )  # fmt: skip
+    assert np.array_equal(once.score, eps)
+    fed = feedback_reviews(
+        eps, machine, human, 300, rounds=3, folds=2, seed=0,
+        fit_proba=_fit_from(second, machine, []),
+    )  # fmt: skip
+    assert fed.score.shape == eps.shape and not np.array_equal(fed.score, eps)
+    assert ((fed.score >= 0) & (fed.score <= 1)).all()
+    # The fused score finds wrong machine labels sooner than eps (ABS, paper sec. 4).
+    assert abs_score(machine, human, fed.score) > abs_score(machine, human, eps) + 0.02
+
+
 def test_feedback_rejects_bad_input() -> None:
     fit = _fit_from(np.zeros(10), np.zeros(10, int), [])
     with pytest.raises(ValueError, match="budget"):
@@ -210,7 +228,8 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
     ann = synthetic_annotations(data)
     rows = ("random_subset", "act_random_critic", "act_oracle_critic", "act_thre_feedback",
             "act_exp_nonneg", "cl_machine_only", "cl_act_thre", "act_thre_agree",
-            "act_thre_feedback_agree")  # fmt: skip
+            "act_thre_feedback_agree", "act_thre_trust", "act_thre_feedback_trust",
+            "pseudo_labels", "active_pseudo_labels")  # fmt: skip
     cfg = TableConfig(
         epochs=1,
         lambdas=(1.0,),
@@ -231,7 +250,8 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
     } == {int(np.floor(plus * result.n_train + 1e-9))}
     assert all(len(runs) == 2 for runs in by.values())
     for key in ("random_subset", "act_oracle_critic", "act_thre_feedback", "cl_act_thre",
-                "act_thre_agree", "act_thre_feedback_agree"):  # fmt: skip
+                "act_thre_agree", "act_thre_feedback_agree", "act_thre_trust",
+                "act_thre_feedback_trust", "pseudo_labels", "active_pseudo_labels"):  # fmt: skip
         assert {r.reviewed for r in by[key]} == {b_items}  # pruning keeps reviewed rows
     summary = result.summary()
     for key in rows:

@@ -28,6 +28,23 @@ def test_write_report_produces_markdown_and_pngs(tmp_path: Path) -> None:
     assert "act select-models" in text and "recommended annotator **strong**" in text
     assert "Prompt-cache hit share: not measured" in text
     assert "60 items fit" in text
+    assert "Resumed run" not in text  # a fresh run says nothing about earlier ones
+
+
+def test_a_resumed_run_says_what_it_reused_and_the_model_time_of_all_runs(
+    tmp_path: Path,
+) -> None:
+    info = RunInfo(
+        wall_s=3000.0,
+        sizing_reason="41 items fixed by --items",
+        parameters={},
+        reused_calls=699,
+        model_call_s=9000.0,
+    )
+    text = write_report(synthetic(n=30), info, tmp_path, resamples=50, seed=0).read_text()
+    assert "Wall time: 50.0 min" in text
+    assert "reused 699 model calls" in text
+    assert "**150.0 min** of model time" in text
 
 
 def test_records_round_trip_and_resume(tmp_path: Path) -> None:

@@ -223,3 +223,60 @@ def test_the_agreement_filter_drops_the_wrong_unreviewed_machine_labels(tmp_path
     assert final.human_labels_used == sum(i % 3 == 0 for i in train_ids)  # never dropped
     assert final.metrics["cleaning_judge_val_accuracy"] > 0.8
     assert final.config.cleaning == training_pb2.LABEL_CLEANING_AGREEMENT
+
+
+def test_auto_cleaning_trains_on_the_variant_with_the_better_validation_accuracy(
+    tmp_path: Path,
+) -> None:
+    """LABEL_CLEANING_AUTO scores lambda on the data with and without the agreement
+    filter and trains the better one (a tie keeps every label); the metrics say which."""
+    final = _run_fit(
+        tmp_path, cleaning=training_pb2.LABEL_CLEANING_AUTO, power_lambda_grid=[0.6, 1.0]
+    )
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    m = final.metrics
+    scores = {
+        (variant, lam): m[f"search/cleaning={variant}/lambda={lam}/val_accuracy"]
+        for variant in ("none", "agreement")
+        for lam in ("0.6", "1")
+    }
+    best = {v: max(s for (w, _), s in scores.items() if w == v) for v in ("none", "agreement")}
+    applied = best["agreement"] > best["none"]
+    assert m["cleaning_applied"] == float(applied)
+    chosen = "agreement" if applied else "none"
+    assert scores[(chosen, f"{final.power_lambda_used:g}")] == best[chosen]
+    train_ids = [i for i in range(N) if not validation_member(f"item-{i:05d}", 0.2)]
+    dropped = m["cleaning_dropped"] if applied else 0.0
+    assert m["cleaning_dropped"] > 0  # the judge found wrong labels either way
+    assert final.labels_used == len(train_ids) - dropped
+
+
+def test_auto_cleaning_drops_nothing_without_validation_items(tmp_path: Path) -> None:
+    final = _run_fit(tmp_path, cleaning=training_pb2.LABEL_CLEANING_AUTO, validation_fraction=1e-9)
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    assert final.metrics["validation_items"] == 0  # 1e-9 of 240 ids
+    assert final.metrics["cleaning_applied"] == 0.0
+    assert final.metrics["cleaning_skipped"] == 1.0
+    assert final.labels_used == N
+
+
+def test_calibrated_eps_weighting_trusts_each_machine_label_by_its_recalibrated_eps(
+    tmp_path: Path,
+) -> None:
+    """The critic's eps (0.8 where the machine is wrong, 0.1 elsewhere) recalibrated
+    on the reviews is ~1 and ~0, so the unreviewed rows' mean trust is ~ the share
+    of right machine labels among them."""
+    weighting = training_pb2.MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS
+    final = _run_fit(tmp_path, machine_label_weighting=weighting)
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    train_ids = [i for i in range(N) if not validation_member(f"item-{i:05d}", 0.2)]
+    unreviewed = [i for i in train_ids if i % 3 != 0]
+    right = sum(i % 5 != 0 for i in unreviewed) / len(unreviewed)
+    assert final.metrics["machine_label_trust_mean"] == pytest.approx(right, abs=0.02)
+    assert final.metrics["val_accuracy"] > 0.8
+    with pytest.raises(ValueError, match="ACT loss only"):
+        _config(
+            trainer_settings(tmp_path),
+            loss=training_pb2.LOSS_KIND_ACT_DATA_CE,
+            machine_label_weighting=weighting,
+        )

@@ -26,7 +26,7 @@ from act.v1 import common_pb2 as act_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63t/v1/training.proto\x12\x06\x61\x63t.v1\x1a\x13\x61\x63t/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x03\n\tFitConfig\x12\x1e\n\x04loss\x18\x01 \x01(\x0e\x32\x10.act.v1.LossKind\x12\"\n\x04rule\x18\x02 \x01(\x0e\x32\x14.act.v1.SamplingRule\x12\x19\n\x0cpower_lambda\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\r\n\x05model\x18\x08 \x01(\t\x12\x19\n\x11power_lambda_grid\x18\t \x03(\x01\x12\x1b\n\x13validation_fraction\x18\n \x01(\x01\x12-\n\x06params\x18\x0b \x03(\x0b\x32\x1d.act.v1.FitConfig.ParamsEntry\x12\'\n\x08\x63leaning\x18\x0c \x01(\x0e\x32\x15.act.v1.LabelCleaning\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_power_lambda\"\xae\x04\n\tFitStatus\x12\x0e\n\x06\x66it_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x1f\n\x05state\x18\x03 \x01(\x0e\x32\x10.act.v1.FitState\x12!\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x11.act.v1.FitConfig\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x13\n\x0blabels_used\x18\x06 \x01(\x03\x12/\n\x07metrics\x18\x07 \x03(\x0b\x32\x1e.act.v1.FitStatus.MetricsEntry\x12\x16\n\x0e\x63heckpoint_uri\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11human_labels_used\x18\x0e \x01(\x03\x12\x1e\n\x11power_lambda_used\x18\x0f \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_power_lambda_used\"_\n\nFitStarted\x12!\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x11.act.v1.FitConfig\x12\x13\n\x0blabels_used\x18\x02 \x01(\x03\x12\x19\n\x11human_labels_used\x18\x03 \x01(\x03\"\x99\x01\n\x0e\x45pochCompleted\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\ntrain_loss\x18\x02 \x01(\x01\x12\x34\n\x07metrics\x18\x03 \x03(\x0b\x32#.act.v1.EpochCompleted.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\x11\x43heckpointWritten\x12\x16\n\x0e\x63heckpoint_uri\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xd0\x01\n\x0c\x46itCompleted\x12\x32\n\x07metrics\x18\x01 \x03(\x0b\x32!.act.v1.FitCompleted.MetricsEntry\x12\x16\n\x0e\x63heckpoint_uri\x18\x02 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x1e\n\x11power_lambda_used\x18\x04 \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_power_lambda_used\"6\n\tFitFailed\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\"\x1e\n\x0c\x46itCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xef\x02\n\rTrainingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66it_id\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07started\x18\x05 \x01(\x0b\x32\x12.act.v1.FitStartedH\x00\x12\'\n\x05\x65poch\x18\x06 \x01(\x0b\x32\x16.act.v1.EpochCompletedH\x00\x12/\n\ncheckpoint\x18\x07 \x01(\x0b\x32\x19.act.v1.CheckpointWrittenH\x00\x12)\n\tcompleted\x18\x08 \x01(\x0b\x32\x14.act.v1.FitCompletedH\x00\x12#\n\x06\x66\x61iled\x18\t \x01(\x0b\x32\x11.act.v1.FitFailedH\x00\x12)\n\tcancelled\x18\n \x01(\x0b\x32\x14.act.v1.FitCancelledH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x08\x46itState\x12\x19\n\x15\x46IT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46IT_STATE_QUEUED\x10\x01\x12\x15\n\x11\x46IT_STATE_RUNNING\x10\x02\x12\x17\n\x13\x46IT_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10\x46IT_STATE_FAILED\x10\x04\x12\x17\n\x13\x46IT_STATE_CANCELLED\x10\x05*\x89\x01\n\x08LossKind\x12\x19\n\x15LOSS_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14LOSS_KIND_HUMAN_ONLY\x10\x01\x12\x1a\n\x16LOSS_KIND_MACHINE_ONLY\x10\x02\x12\x19\n\x15LOSS_KIND_ACT_DATA_CE\x10\x03\x12\x11\n\rLOSS_KIND_ACT\x10\x04*M\n\rLabelCleaning\x12\x1e\n\x1aLABEL_CLEANING_UNSPECIFIED\x10\x00\x12\x1c\n\x18LABEL_CLEANING_AGREEMENT\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61\x63t/v1/training.proto\x12\x06\x61\x63t.v1\x1a\x13\x61\x63t/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x03\n\tFitConfig\x12\x1e\n\x04loss\x18\x01 \x01(\x0e\x32\x10.act.v1.LossKind\x12\"\n\x04rule\x18\x02 \x01(\x0e\x32\x14.act.v1.SamplingRule\x12\x19\n\x0cpower_lambda\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x05 \x01(\x05\x12\x12\n\nbatch_size\x18\x06 \x01(\x05\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\r\n\x05model\x18\x08 \x01(\t\x12\x19\n\x11power_lambda_grid\x18\t \x03(\x01\x12\x1b\n\x13validation_fraction\x18\n \x01(\x01\x12-\n\x06params\x18\x0b \x03(\x0b\x32\x1d.act.v1.FitConfig.ParamsEntry\x12\'\n\x08\x63leaning\x18\x0c \x01(\x0e\x32\x15.act.v1.LabelCleaning\x12>\n\x17machine_label_weighting\x18\r \x01(\x0e\x32\x1d.act.v1.MachineLabelWeighting\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_power_lambda\"\xae\x04\n\tFitStatus\x12\x0e\n\x06\x66it_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x1f\n\x05state\x18\x03 \x01(\x0e\x32\x10.act.v1.FitState\x12!\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x11.act.v1.FitConfig\x12\r\n\x05\x65poch\x18\x05 \x01(\x05\x12\x13\n\x0blabels_used\x18\x06 \x01(\x03\x12/\n\x07metrics\x18\x07 \x03(\x0b\x32\x1e.act.v1.FitStatus.MetricsEntry\x12\x16\n\x0e\x63heckpoint_uri\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11human_labels_used\x18\x0e \x01(\x03\x12\x1e\n\x11power_lambda_used\x18\x0f \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_power_lambda_used\"_\n\nFitStarted\x12!\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x11.act.v1.FitConfig\x12\x13\n\x0blabels_used\x18\x02 \x01(\x03\x12\x19\n\x11human_labels_used\x18\x03 \x01(\x03\"\x99\x01\n\x0e\x45pochCompleted\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\ntrain_loss\x18\x02 \x01(\x01\x12\x34\n\x07metrics\x18\x03 \x03(\x0b\x32#.act.v1.EpochCompleted.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"J\n\x11\x43heckpointWritten\x12\x16\n\x0e\x63heckpoint_uri\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xd0\x01\n\x0c\x46itCompleted\x12\x32\n\x07metrics\x18\x01 \x03(\x0b\x32!.act.v1.FitCompleted.MetricsEntry\x12\x16\n\x0e\x63heckpoint_uri\x18\x02 \x01(\t\x12\x0e\n\x06\x65pochs\x18\x03 \x01(\x05\x12\x1e\n\x11power_lambda_used\x18\x04 \x01(\x01H\x00\x88\x01\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x14\n\x12_power_lambda_used\"6\n\tFitFailed\x12\x12\n\nerror_type\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\"\x1e\n\x0c\x46itCancelled\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xef\x02\n\rTrainingEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66it_id\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07started\x18\x05 \x01(\x0b\x32\x12.act.v1.FitStartedH\x00\x12\'\n\x05\x65poch\x18\x06 \x01(\x0b\x32\x16.act.v1.EpochCompletedH\x00\x12/\n\ncheckpoint\x18\x07 \x01(\x0b\x32\x19.act.v1.CheckpointWrittenH\x00\x12)\n\tcompleted\x18\x08 \x01(\x0b\x32\x14.act.v1.FitCompletedH\x00\x12#\n\x06\x66\x61iled\x18\t \x01(\x0b\x32\x11.act.v1.FitFailedH\x00\x12)\n\tcancelled\x18\n \x01(\x0b\x32\x14.act.v1.FitCancelledH\x00\x42\x07\n\x05\x65vent*\x9a\x01\n\x08\x46itState\x12\x19\n\x15\x46IT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x46IT_STATE_QUEUED\x10\x01\x12\x15\n\x11\x46IT_STATE_RUNNING\x10\x02\x12\x17\n\x13\x46IT_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10\x46IT_STATE_FAILED\x10\x04\x12\x17\n\x13\x46IT_STATE_CANCELLED\x10\x05*\x89\x01\n\x08LossKind\x12\x19\n\x15LOSS_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14LOSS_KIND_HUMAN_ONLY\x10\x01\x12\x1a\n\x16LOSS_KIND_MACHINE_ONLY\x10\x02\x12\x19\n\x15LOSS_KIND_ACT_DATA_CE\x10\x03\x12\x11\n\rLOSS_KIND_ACT\x10\x04*f\n\rLabelCleaning\x12\x1e\n\x1aLABEL_CLEANING_UNSPECIFIED\x10\x00\x12\x1c\n\x18LABEL_CLEANING_AGREEMENT\x10\x01\x12\x17\n\x13LABEL_CLEANING_AUTO\x10\x02*l\n\x15MachineLabelWeighting\x12\'\n#MACHINE_LABEL_WEIGHTING_UNSPECIFIED\x10\x00\x12*\n&MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,36 +41,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EPOCHCOMPLETED_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_FITCOMPLETED_METRICSENTRY']._loaded_options = None
   _globals['_FITCOMPLETED_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_FITSTATE']._serialized_start=2052
-  _globals['_FITSTATE']._serialized_end=2206
-  _globals['_LOSSKIND']._serialized_start=2209
-  _globals['_LOSSKIND']._serialized_end=2346
-  _globals['_LABELCLEANING']._serialized_start=2348
-  _globals['_LABELCLEANING']._serialized_end=2425
+  _globals['_FITSTATE']._serialized_start=2116
+  _globals['_FITSTATE']._serialized_end=2270
+  _globals['_LOSSKIND']._serialized_start=2273
+  _globals['_LOSSKIND']._serialized_end=2410
+  _globals['_LABELCLEANING']._serialized_start=2412
+  _globals['_LABELCLEANING']._serialized_end=2514
+  _globals['_MACHINELABELWEIGHTING']._serialized_start=2516
+  _globals['_MACHINELABELWEIGHTING']._serialized_end=2624
   _globals['_FITCONFIG']._serialized_start=88
-  _globals['_FITCONFIG']._serialized_end=490
-  _globals['_FITCONFIG_PARAMSENTRY']._serialized_start=428
-  _globals['_FITCONFIG_PARAMSENTRY']._serialized_end=473
-  _globals['_FITSTATUS']._serialized_start=493
-  _globals['_FITSTATUS']._serialized_end=1051
-  _globals['_FITSTATUS_METRICSENTRY']._serialized_start=983
-  _globals['_FITSTATUS_METRICSENTRY']._serialized_end=1029
-  _globals['_FITSTARTED']._serialized_start=1053
-  _globals['_FITSTARTED']._serialized_end=1148
-  _globals['_EPOCHCOMPLETED']._serialized_start=1151
-  _globals['_EPOCHCOMPLETED']._serialized_end=1304
-  _globals['_EPOCHCOMPLETED_METRICSENTRY']._serialized_start=983
-  _globals['_EPOCHCOMPLETED_METRICSENTRY']._serialized_end=1029
-  _globals['_CHECKPOINTWRITTEN']._serialized_start=1306
-  _globals['_CHECKPOINTWRITTEN']._serialized_end=1380
-  _globals['_FITCOMPLETED']._serialized_start=1383
-  _globals['_FITCOMPLETED']._serialized_end=1591
-  _globals['_FITCOMPLETED_METRICSENTRY']._serialized_start=983
-  _globals['_FITCOMPLETED_METRICSENTRY']._serialized_end=1029
-  _globals['_FITFAILED']._serialized_start=1593
-  _globals['_FITFAILED']._serialized_end=1647
-  _globals['_FITCANCELLED']._serialized_start=1649
-  _globals['_FITCANCELLED']._serialized_end=1679
-  _globals['_TRAININGEVENT']._serialized_start=1682
-  _globals['_TRAININGEVENT']._serialized_end=2049
+  _globals['_FITCONFIG']._serialized_end=554
+  _globals['_FITCONFIG_PARAMSENTRY']._serialized_start=492
+  _globals['_FITCONFIG_PARAMSENTRY']._serialized_end=537
+  _globals['_FITSTATUS']._serialized_start=557
+  _globals['_FITSTATUS']._serialized_end=1115
+  _globals['_FITSTATUS_METRICSENTRY']._serialized_start=1047
+  _globals['_FITSTATUS_METRICSENTRY']._serialized_end=1093
+  _globals['_FITSTARTED']._serialized_start=1117
+  _globals['_FITSTARTED']._serialized_end=1212
+  _globals['_EPOCHCOMPLETED']._serialized_start=1215
+  _globals['_EPOCHCOMPLETED']._serialized_end=1368
+  _globals['_EPOCHCOMPLETED_METRICSENTRY']._serialized_start=1047
+  _globals['_EPOCHCOMPLETED_METRICSENTRY']._serialized_end=1093
+  _globals['_CHECKPOINTWRITTEN']._serialized_start=1370
+  _globals['_CHECKPOINTWRITTEN']._serialized_end=1444
+  _globals['_FITCOMPLETED']._serialized_start=1447
+  _globals['_FITCOMPLETED']._serialized_end=1655
+  _globals['_FITCOMPLETED_METRICSENTRY']._serialized_start=1047
+  _globals['_FITCOMPLETED_METRICSENTRY']._serialized_end=1093
+  _globals['_FITFAILED']._serialized_start=1657
+  _globals['_FITFAILED']._serialized_end=1711
+  _globals['_FITCANCELLED']._serialized_start=1713
+  _globals['_FITCANCELLED']._serialized_end=1743
+  _globals['_TRAININGEVENT']._serialized_start=1746
+  _globals['_TRAININGEVENT']._serialized_end=2113
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,12 @@ class LabelCleaning(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LABEL_CLEANING_UNSPECIFIED: _ClassVar[LabelCleaning]
     LABEL_CLEANING_AGREEMENT: _ClassVar[LabelCleaning]
+    LABEL_CLEANING_AUTO: _ClassVar[LabelCleaning]
+
+class MachineLabelWeighting(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MACHINE_LABEL_WEIGHTING_UNSPECIFIED: _ClassVar[MachineLabelWeighting]
+    MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS: _ClassVar[MachineLabelWeighting]
 FIT_STATE_UNSPECIFIED: FitState
 FIT_STATE_QUEUED: FitState
 FIT_STATE_RUNNING: FitState
@@ -45,9 +51,12 @@ LOSS_KIND_ACT_DATA_CE: LossKind
 LOSS_KIND_ACT: LossKind
 LABEL_CLEANING_UNSPECIFIED: LabelCleaning
 LABEL_CLEANING_AGREEMENT: LabelCleaning
+LABEL_CLEANING_AUTO: LabelCleaning
+MACHINE_LABEL_WEIGHTING_UNSPECIFIED: MachineLabelWeighting
+MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS: MachineLabelWeighting
 
 class FitConfig(_message.Message):
-    __slots__ = ("loss", "rule", "power_lambda", "learning_rate", "epochs", "batch_size", "seed", "model", "power_lambda_grid", "validation_fraction", "params", "cleaning")
+    __slots__ = ("loss", "rule", "power_lambda", "learning_rate", "epochs", "batch_size", "seed", "model", "power_lambda_grid", "validation_fraction", "params", "cleaning", "machine_label_weighting")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +76,7 @@ class FitConfig(_message.Message):
     VALIDATION_FRACTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     CLEANING_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_LABEL_WEIGHTING_FIELD_NUMBER: _ClassVar[int]
     loss: LossKind
     rule: _common_pb2.SamplingRule
     power_lambda: float
@@ -79,7 +89,8 @@ class FitConfig(_message.Message):
     validation_fraction: float
     params: _containers.ScalarMap[str, str]
     cleaning: LabelCleaning
-    def __init__(self, loss: _Optional[_Union[LossKind, str]] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., power_lambda: _Optional[float] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., power_lambda_grid: _Optional[_Iterable[float]] = ..., validation_fraction: _Optional[float] = ..., params: _Optional[_Mapping[str, str]] = ..., cleaning: _Optional[_Union[LabelCleaning, str]] = ...) -> None: ...
+    machine_label_weighting: MachineLabelWeighting
+    def __init__(self, loss: _Optional[_Union[LossKind, str]] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., power_lambda: _Optional[float] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., power_lambda_grid: _Optional[_Iterable[float]] = ..., validation_fraction: _Optional[float] = ..., params: _Optional[_Mapping[str, str]] = ..., cleaning: _Optional[_Union[LabelCleaning, str]] = ..., machine_label_weighting: _Optional[_Union[MachineLabelWeighting, str]] = ...) -> None: ...
 
 class FitStatus(_message.Message):
     __slots__ = ("fit_id", "task_id", "state", "config", "epoch", "labels_used", "metrics", "checkpoint_uri", "error", "created_at", "started_at", "finished_at", "updated_at", "human_labels_used", "power_lambda_used")
