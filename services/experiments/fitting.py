@@ -36,7 +36,7 @@ from services.experiments.results import MethodRun
 from services.trainer.data import ActDataset, Inputs, LabelledSet, take
 from services.trainer.fit import TrainConfig, accuracy, new_state, predict_proba, train
 from services.trainer.hpo import Candidate, grid
-from services.trainer.loss import LossKind, Objective
+from services.trainer.loss import LossKind, Objective, trust_from_eps
 from services.trainer.networks import build_network
 from services.trainer.sampling import Rule, SampledReviews, sample_reviews
 
@@ -124,7 +124,7 @@ def _act_dataset(
 
 def _trust(method: Method, eps: np.ndarray) -> np.ndarray | None:
     """``1 - eps`` for a method that weights machine labels by it, else None."""
-    return np.clip(1.0 - np.asarray(eps, dtype=np.float64), 0.0, 1.0) if method.trust else None
+    return trust_from_eps(eps) if method.trust else None
 
 
 def _fit_proba(ctx: FitContext, seed: int) -> FitProba:

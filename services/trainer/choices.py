@@ -186,17 +186,24 @@ def choose(search: Search, data: PreparedData) -> FitChoice:
     cleaning = search.config.cleaning
     if cleaning not in (NONE, AGREEMENT, AUTO):
         raise ValueError(f"unknown label cleaning {cleaning}")
-    if cleaning == NONE:
-        lam = search.select_lambda(data)
-        return FitChoice(data, lam.power_lambda, {}, lam.skipped)
-    cleaned, metrics = agreement_clean(data, search.base, search.make_model, search.cancelled)
-    if cleaning == AGREEMENT:
-        lam = search.select_lambda(cleaned)
-        return FitChoice(cleaned, lam.power_lambda, metrics, lam.skipped)
-    if len(data.validation) == 0 or metrics.get("cleaning_skipped"):
-        lam = search.select_lambda(data)
-        metrics = {**metrics, "cleaning_applied": 0.0, "cleaning_skipped": 1.0}
-        return FitChoice(data, lam.power_lambda, metrics, lam.skipped)
+    variant = data
+    metrics: dict[str, float] = {}
+    if cleaning != NONE:
+        cleaned, metrics = agreement_clean(data, search.base, search.make_model, search.cancelled)
+        if cleaning == AGREEMENT:
+            variant = cleaned
+        elif len(data.validation) == 0 or metrics.get("cleaning_skipped"):
+            metrics = {**metrics, "cleaning_applied": 0.0, "cleaning_skipped": 1.0}
+        else:
+            return _auto(search, data, cleaned, metrics)
+    lam = search.select_lambda(variant)
+    return FitChoice(variant, lam.power_lambda, metrics, lam.skipped)
+
+
+def _auto(
+    search: Search, data: PreparedData, cleaned: PreparedData, metrics: dict[str, float]
+) -> FitChoice:
+    """The better of the plain and the filtered data on validation (a tie: plain)."""
     choices = {
         applied: search.select_lambda(
             variant, metric=partial(cleaning_metric, applied), always_score=True

@@ -22,7 +22,7 @@ from services.core.recalibration import EpsCalibration, fit_eps_calibration
 from services.trainer.data import ActDataset, LabelledSet
 from services.trainer.features import FeatureError, prepare_inputs
 from services.trainer.fit import TrainConfig
-from services.trainer.loss import LossKind
+from services.trainer.loss import LossKind, trust_from_eps
 from services.trainer.networks import InputKind, build_network, network_spec
 from services.trainer.settings import TrainerSettings
 from services.trainer.store import LabelRow
@@ -180,8 +180,8 @@ def prepare_data(
         error_rate = float((weights * error).sum() / weights.sum())
     trust = None
     if config.machine_label_weighting == training_pb2.MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS:
-        calibrated = np.clip(eps, 0, 1) if calibration is None else calibration(np.clip(eps, 0, 1))
-        trust = 1.0 - np.asarray(calibrated, dtype=np.float64)
+        clipped = np.clip(eps, 0, 1)
+        trust = trust_from_eps(clipped if calibration is None else calibration(clipped))
     all_data = ActDataset.from_arrays(inputs, machine, human, delta, pi, num_classes, trust=trust)
     val_rows = np.flatnonzero(val_mask & delta)
     validation = LabelledSet.from_arrays(

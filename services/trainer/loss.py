@@ -33,6 +33,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -234,6 +236,11 @@ def act_data_ce_loss(
     Appendix E: the thresholding ACT loss with ``lambda = 1``.
     """
     return F.cross_entropy(logits, act_data_labels(machine_labels, human_labels, delta))
+
+
+def trust_from_eps(eps: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Trust in each machine label: ``1 - eps`` clipped to [0, 1] (:func:`trusted_lambda`)."""
+    return np.clip(1.0 - np.asarray(eps, dtype=np.float64), 0.0, 1.0)
 
 
 def trusted_lambda(power_lambda: float, trust: Tensor) -> Tensor:
