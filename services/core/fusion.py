@@ -29,6 +29,16 @@ The ABS of a critic (Lin et al., ACT, eq. 5) is :func:`services.core.metrics.abs
 with the review outcome as the machine/human disagreement: for a fixed set
 of items it is an increasing affine function of the ROC AUC of eps for the
 error, so either ranks fusions alike.
+
+:func:`fusion_gain` says whether a second source is worth using at all: the
+1/pi-weighted log loss of each map, fitted on k - 1 folds of the reviews and
+scored on the fold left out (cross-validated stacking: Wolpert 1992; Breiman,
+"Stacked regressions", Machine Learning 24, 1996), compared for the map of
+every source and the map of the first source alone (which is the Platt
+recalibration of the critic). Log loss is a strictly proper scoring rule
+(Gneiting & Raftery, "Strictly proper scoring rules, prediction, and
+estimation", JASA 102, 2007), so the comparison rewards calibration and
+ranking alike and cannot be gamed by a confident but wrong source.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+from sklearn.model_selection import StratifiedKFold  # type: ignore[import-untyped]
 
 from services.core.recalibration import (
     DEFAULT_MIN_REVIEWS,
@@ -179,3 +190,73 @@ def geometric_fusion(scores: npt.ArrayLike, exponents: Sequence[float]) -> Float
     if a.ndim != 1 or not np.isfinite(a).all() or (a < 0).any():
         raise ValueError("exponents must be a 1-d sequence of finite values >= 0")
     return clip_probability(sigmoid(logit(s) @ a))
+
+
+@dataclass(frozen=True)
+class FusionGain:
+    """Out-of-fold log losses of the fused map and of the first source's map alone."""
+
+    #: 1/pi-weighted mean log loss, out of fold, of stacking every source.
+    fused_loss: float
+    #: The same for stacking the first source alone (its Platt recalibration).
+    first_loss: float
+    n_reviews: int
+    folds: int
+
+    @property
+    def helps(self) -> bool:
+        """Whether fusing beat the first source alone out of fold."""
+        return self.fused_loss < self.first_loss
+
+
+def _weighted_log_loss(eps: FloatArray, y: FloatArray, w: FloatArray) -> float:
+    p = clip_probability(eps)
+    losses = -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+    return float((w * losses).sum() / w.sum())
+
+
+def fusion_gain(
+    scores: npt.ArrayLike,
+    error: npt.ArrayLike,
+    pi: npt.ArrayLike | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    min_reviews: int = DEFAULT_MIN_REVIEWS,
+    C: float = 1.0,
+) -> FusionGain | None:
+    """Whether stacking all sources beats the first one alone, by cross-validation.
+
+    ``scores`` (n, k >= 2), ``error`` and ``pi`` as for :func:`fit_eps_fusion`.
+    The reviews are split into ``folds`` stratified folds (seeded); each fold
+    is scored by maps fitted on the others, and the out-of-fold log losses
+    are averaged with weights 1/pi, so they estimate the loss over all items,
+    not over the ones the sampler found suspicious. None when there are fewer
+    than ``min_reviews`` reviews or fewer than ``folds`` of either outcome
+    (no fold could be scored fairly).
+    """
+    if folds < 2:
+        raise ValueError("folds must be >= 2")
+    s = _scores(scores)
+    n, k = s.shape
+    if k < 2:
+        raise ValueError("fusion_gain compares k >= 2 sources with the first alone")
+    y = check_errors(error, n)
+    w = review_weights(pi, n)
+    positives = int(y.sum())
+    if n < max(min_reviews, folds) or min(positives, n - positives) < folds:
+        return None
+    fused = np.empty(n)
+    first = np.empty(n)
+    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splits.split(s, y.astype(np.int64)):
+        fit = fit_eps_fusion(s[train], y[train], 1.0 / w[train], min_reviews=0, C=C)
+        fused[test] = fit(s[test])
+        alone = fit_eps_fusion(s[train, :1], y[train], 1.0 / w[train], min_reviews=0, C=C)
+        first[test] = alone(s[test, :1])
+    return FusionGain(
+        fused_loss=_weighted_log_loss(fused, y, w),
+        first_loss=_weighted_log_loss(first, y, w),
+        n_reviews=n,
+        folds=folds,
+    )

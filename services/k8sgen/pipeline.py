@@ -83,10 +83,11 @@ STAGES: tuple[Stage, ...] = (
         "sampler",
         input="critiques",
         outputs=("review_requests", "labels", "sampler_state"),
-        reads=("tasks", "sampler_state"),
+        # act.models: the trainer's latest model of each task, the second critic.
+        reads=("tasks", "sampler_state", "models"),
     ),
     Stage("review-gateway", input="review_requests", outputs=("labels",), autoscaled=False),
-    Stage("trainer", input="labels", outputs=("training_events",), autoscaled=False),
+    Stage("trainer", input="labels", outputs=("training_events", "models"), autoscaled=False),
 )
 
 EXTRA_PRINCIPALS: tuple[KafkaPrincipal, ...] = (

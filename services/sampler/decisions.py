@@ -69,6 +69,10 @@ class Decided:
     alpha: float | None = None
     beta: float | None = None
     tau: float | None = None
+    #: The second critic (streaming feedback loop): its fit id and its error
+    #: probability; ``eps`` is then the fused eps. Empty / None: the critic alone.
+    second_fit_id: str = ""
+    second_eps: float | None = None
 
 
 def timestamp_now() -> Timestamp:
@@ -106,6 +110,10 @@ def _fill_decision(
         target.beta = d.beta
     if d.tau is not None:
         target.tau = d.tau
+    if d.second_fit_id:
+        target.second_critic_fit_id = d.second_fit_id
+    if d.second_eps is not None:
+        target.second_critic_eps = d.second_eps
     target.decided_at.CopyFrom(now)
 
 
@@ -145,7 +153,7 @@ def decision_outputs(
     label.machine_label = annotation.label_index
     label.delta = False
     label.pi = d.pi
-    label.eps = d.eps
+    label.eps = critique.eps  # the critic's own estimate; the decision has the fused one
     label.item.CopyFrom(item)
     label.finalized_at.CopyFrom(now)
     label.label_name = annotation.label_name

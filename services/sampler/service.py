@@ -30,6 +30,16 @@ from it with no replay of input records, and decisions that were made but
 not committed are not counted (their records come again and are decided
 again, from the same state, the same way).
 
+The feedback loop
+-----------------
+With a :class:`~services.sampler.second_critic.SecondCritic`, each streamed
+critique's eps is fused with the trainer's latest published model of its
+task before the rule sees it (when the trainer found the fusion better on
+validation). The decision records the fit id, the model's error probability
+and the fused eps beside pi. A decision replayed after a crash may use a
+newer model: only committed decisions count, so each item is still decided
+exactly once, with the pi it was drawn with.
+
 Batch mode, exactly once
 ------------------------
 A record of a bounded batch (``Item.batch``) is accepted at once: its
@@ -82,6 +92,7 @@ from services.sampler.decisions import (
     validate,
 )
 from services.sampler.partition import CHANGELOG, SamplerPartition
+from services.sampler.second_critic import SecondCritic
 from services.sampler.settings import Mode, SamplerSettings
 
 __all__ = ["Mode", "SamplerSettings", "SamplerStage", "SamplingParams", "request_id"]
@@ -109,11 +120,15 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
         settings: SamplerSettings,
         *,
         tasks: TaskSource | None = None,
+        second_critic: SecondCritic | None = None,
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
     ) -> None:
         super().__init__(on_start=on_start, on_stop=on_stop)
         self.settings = settings
+        #: Streaming mode: the trainer's latest model fused with the critic
+        #: (:mod:`services.sampler.second_critic`); None: the critic alone.
+        self.second_critic = second_critic
         # The Task lookup: with a source (act.tasks) each task's own budget and
         # rule apply, with the settings as fallbacks; without one, the settings.
         self.tasks = tasks
@@ -303,6 +318,11 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
     ) -> list[Output]:
         offset = envelope.offset
         state = self._state(part, task_id, cfg)
+        opinion = None
+        if self.second_critic is not None:
+            opinion = self.second_critic.opinion(task_id, envelope.message, eps)
+        if opinion is not None:
+            eps = opinion.eps
         d = state.decide(item_id, eps, offset=offset)
         if d.forced:
             FORCED.labels(reason=d.forced).inc()
@@ -313,6 +333,9 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
             pi_min=cfg.pi_min, seed=cfg.seed, window_id=d.window_id, alpha=d.alpha,
             beta=d.beta, tau=d.tau,
         )  # fmt: skip
+        if opinion is not None:
+            decided.second_fit_id = opinion.fit_id
+            decided.second_eps = opinion.model_eps
         headers = {"act-sampler-forced": d.forced} if d.forced else {}
         outputs = decision_outputs(envelope.message, task, decided, headers, timestamp_now())
         part.record(offset, task_id, state, outputs)

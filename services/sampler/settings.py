@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 from services.core.params import Mode, SamplingParams
 from services.core.sampling import DEFAULT_BETA, AlphaMethod, Rule
 from services.runtime.config import StageSettings
+from services.sampler.second_critic import SecondCriticMode
 
 __all__ = ["Mode", "SamplerSettings", "SamplingParams"]
 
@@ -60,6 +61,15 @@ class SamplerSettings(StageSettings):
         description=(
             "'topic': each task's budget and rule from act.tasks (these settings fill what a "
             "task leaves unset); 'settings': these settings for every task."
+        ),
+    )
+
+    second_critic: SecondCriticMode = Field(
+        "auto",
+        description=(
+            "Streaming mode: 'auto' fuses each critique's eps with the trainer's latest "
+            "model of the task (act.models) when the trainer found the fusion better on "
+            "validation; 'off': the critic's eps alone."
         ),
     )
 

@@ -51,12 +51,17 @@ class EventSink(Protocol):
         """Publish one event; failures are logged, never raised."""
         ...
 
+    def publish_model(self, model: training_pb2.PublishedModel) -> None:
+        """Publish a fit's model (``act.models``); failures are logged, never raised."""
+        ...
+
 
 class MemorySink:
     """Keeps events in a list (tests, offline fits)."""
 
     def __init__(self) -> None:
         self.events: list[training_pb2.TrainingEvent] = []
+        self.models: list[training_pb2.PublishedModel] = []
         self._lock = threading.Lock()
 
     def publish(self, event: training_pb2.TrainingEvent) -> None:
@@ -64,18 +69,27 @@ class MemorySink:
         with self._lock:
             self.events.append(event)
 
+    def publish_model(self, model: training_pb2.PublishedModel) -> None:
+        """Append the model."""
+        with self._lock:
+            self.models.append(model)
+
 
 class KafkaEventSink:
-    """Publishes to ``act.training.events`` (keyed by task id) with an idempotent producer.
+    """Publishes to ``act.training.events`` and ``act.models`` (keyed by task id)
+    with one idempotent producer.
 
     Not transactional: the events describe progress and are published at
     least once (a resumed fit repeats the events of its unfinished epoch with
-    the same deterministic ids).
+    the same deterministic ids); a model published twice replaces itself on
+    the compacted topic.
     """
 
     def __init__(self, kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
         self.kafka = kafka
-        self.topic = default_catalog().name("training_events", kafka.topic_prefix)
+        catalog = default_catalog()
+        self.topic = catalog.name("training_events", kafka.topic_prefix)
+        self.models_topic = catalog.name("models", kafka.topic_prefix)
         self.timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,7 +97,10 @@ class KafkaEventSink:
     async def start(self) -> None:
         """Open the producer on the running loop."""
         self._loop = asyncio.get_running_loop()
-        self._producer = kafka_clients.idempotent_producer(self.kafka, linger_ms=5)
+        # A published model carries its weights: requests up to the topic's 4 MiB.
+        self._producer = kafka_clients.idempotent_producer(
+            self.kafka, linger_ms=5, max_request_size=4 * 1024 * 1024
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
@@ -94,20 +111,25 @@ class KafkaEventSink:
 
     def publish(self, event: training_pb2.TrainingEvent) -> None:
         """Send from any thread and wait for the broker's acknowledgement (bounded)."""
+        self._send(self.topic, event.task_id, event.SerializeToString(), event.event_id)
+
+    def publish_model(self, model: training_pb2.PublishedModel) -> None:
+        """Send a fit's model like an event (from any thread, bounded wait)."""
+        self._send(self.models_topic, model.task_id, model.SerializeToString(), model.fit_id)
+
+    def _send(self, topic: str, task_id: str, value: bytes, what: str) -> None:
         producer, loop = self._producer, self._loop
         if producer is None or loop is None:
-            log.warning("training_event_dropped", reason="producer not started", id=event.event_id)
+            log.warning("training_event_dropped", reason="producer not started", id=what)
             return
-        coro = producer.send_and_wait(
-            self.topic, event.SerializeToString(), key=event.task_id.encode()
-        )
+        coro = producer.send_and_wait(topic, value, key=task_id.encode())
         try:
             if _on_loop(loop):
                 loop.create_task(coro)  # cannot block the loop we run on
                 return
             asyncio.run_coroutine_threadsafe(coro, loop).result(self.timeout_s)
         except Exception as exc:  # informational: a lost event must not fail a fit
-            log.warning("training_event_failed", id=event.event_id, error=str(exc))
+            log.warning("training_event_failed", id=what, topic=topic, error=str(exc))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

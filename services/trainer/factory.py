@@ -53,6 +53,7 @@ def build_fit_queue(
         device=settings.device,
         checkpoint_every=settings.checkpoint_every,
         on_change=on_change,
+        publish_models=settings.publish_models,
     )
     return FitQueue(
         store,

@@ -38,6 +38,7 @@ from services.trainer.fitting import (
 )
 from services.trainer.items import decode_stored_item
 from services.trainer.loss import LossKind, Objective
+from services.trainer.publish import build_published_model, status_metrics
 from services.trainer.store import TrainerStore
 
 log = structlog.get_logger(__name__)
@@ -71,8 +72,10 @@ class FitRunner:
         device: str = "cpu",
         checkpoint_every: int = 1,
         on_change: StatusListener | None = None,
+        publish_models: bool = True,
     ) -> None:
         self.store = store
+        self.publish_models = publish_models
         self.sink = sink
         self.files = files
         self.device = device
@@ -134,6 +137,7 @@ class FitRunner:
             self.finish_cancelled(status, control.reason or "cancelled")
             return
         final = self.files.write_final(status, state)
+        published = self._second_critic(status, state.model, data)
         status.state = training_pb2.FIT_STATE_SUCCEEDED
         status.finished_at.CopyFrom(now_timestamp())
         status.checkpoint_uri = final.resolve().as_uri()
@@ -149,6 +153,28 @@ class FitRunner:
             ),
         )
         log.info("fit_succeeded", fit_id=status.fit_id, metrics=dict(status.metrics))
+        if published is not None:
+            self.sink.publish_model(published)
+            log.info(
+                "model_published", fit_id=status.fit_id, use_as_critic=published.use_as_critic,
+                reason=published.reason,
+            )  # fmt: skip
+
+    def _second_critic(
+        self, status: training_pb2.FitStatus, model: torch.nn.Module, data: PreparedData
+    ) -> training_pb2.PublishedModel | None:
+        """The model to publish for the sampler (:mod:`services.trainer.publish`), its
+        metrics added to the status; None when publishing is off or fails (the fit
+        has succeeded either way)."""
+        if not self.publish_models:
+            return None
+        try:
+            published = build_published_model(status, model, data, device=self.device)
+        except Exception as exc:
+            log.warning("model_not_published", fit_id=status.fit_id, error=repr(exc))
+            return None
+        status.metrics.update(status_metrics(published))
+        return published
 
     def finish_cancelled(self, status: training_pb2.FitStatus, reason: str) -> None:
         """Mark a fit CANCELLED and announce it."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 import torch
 from act.v1 import common_pb2, training_pb2
@@ -112,6 +113,13 @@ class PreparedData:
     #: the reviewed items, which estimates the error rate of all items.
     eps_mean: float = float("nan")
     error_rate: float = float("nan")
+    #: The validation items' machine labels, critic's eps and pi (aligned with
+    #: ``validation``): what the published model's fusion is fitted on.
+    validation_machine: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    validation_eps: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    validation_pi: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     def calibration_metrics(self) -> dict[str, float]:
         """The calibration as FitStatus metrics (empty without reviews)."""
@@ -197,6 +205,9 @@ def prepare_data(
         calibration=calibration,
         eps_mean=float(eps.mean()),
         error_rate=error_rate,
+        validation_machine=machine[val_rows],
+        validation_eps=np.clip(eps[val_rows], 0.0, 1.0),
+        validation_pi=pi[val_rows],
     )
 
 

@@ -46,3 +46,10 @@ class TrainerSettings(StageSettings):
     use_task_registry: bool = Field(
         True, description="Read act.tasks for class counts and modality."
     )
+    publish_models: bool = Field(
+        True,
+        description=(
+            "Publish every succeeded fit's model on act.models, with its fusion with the "
+            "critic fitted on validation reviews: the sampler's second critic."
+        ),
+    )

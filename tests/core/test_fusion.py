@@ -10,6 +10,7 @@ import pytest
 from services.core.fusion import (
     EpsFusion,
     fit_eps_fusion,
+    fusion_gain,
     geometric_fusion,
     mean_fusion,
 )
@@ -154,3 +155,50 @@ def test_to_dict_is_json_and_round_trips() -> None:
     again = EpsFusion.from_dict(data)
     assert again == fusion
     np.testing.assert_array_equal(again(scores), fusion(scores))
+
+
+def _reviews(
+    rng: np.random.Generator, n: int, second_signal: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A stream of n items sampled like the sampler does: the reviews and their pi."""
+    scores, error = _draw(rng, n, second_signal)
+    pi = np.clip(scores[:, 0], 0.05, 1.0)
+    reviewed = rng.random(n) < pi
+    return scores[reviewed], error[reviewed], pi[reviewed]
+
+
+def test_fusion_gain_finds_an_informative_second_source() -> None:
+    # About 600 reviews, as a fit of a few thousand streamed items has.
+    helped = 0
+    for seed in range(10):
+        rng = np.random.default_rng(100 + seed)
+        gain = fusion_gain(*_reviews(rng, 2_000, second_signal=1.5), seed=seed)
+        assert gain is not None and gain.folds == 5
+        helped += gain.helps
+    assert helped == 10
+
+
+def test_fusion_gain_rejects_a_useless_second_source_most_of_the_time() -> None:
+    # Out of fold, a pure-noise column only adds variance: fusing rarely wins,
+    # and never by much.
+    helped = 0
+    for seed in range(20):
+        rng = np.random.default_rng(200 + seed)
+        gain = fusion_gain(*_reviews(rng, 2_000, second_signal=0.0), seed=seed)
+        assert gain is not None
+        helped += gain.helps
+        assert gain.fused_loss > gain.first_loss - 0.01  # an informative one gains > 0.02
+    assert helped <= 8
+
+
+def test_fusion_gain_needs_enough_reviews_of_both_outcomes() -> None:
+    rng = np.random.default_rng(24)
+    scores = rng.random((100, 2))
+    assert fusion_gain(scores[:10], np.arange(10) % 2 == 0) is None  # too few reviews
+    few_errors = np.zeros(100, dtype=bool)
+    few_errors[:3] = True
+    assert fusion_gain(scores, few_errors, folds=5) is None  # 3 errors for 5 folds
+    with pytest.raises(ValueError, match="k >= 2"):
+        fusion_gain(scores[:, :1], np.arange(100) % 2 == 0)
+    with pytest.raises(ValueError, match="folds"):
+        fusion_gain(scores, np.arange(100) % 2 == 0, folds=1)

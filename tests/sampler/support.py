@@ -18,7 +18,7 @@ from services.runtime.config import KafkaSettings
 from services.runtime.runner import StageRunner
 from services.sampler.service import SamplerSettings, SamplerStage
 
-TOPICS = ["tasks", "critiques", "review_requests", "labels", "sampler_state", "dlq"]
+TOPICS = ["tasks", "critiques", "review_requests", "labels", "sampler_state", "dlq", "models"]
 
 
 def critique(

@@ -9,10 +9,12 @@ import pytest
 import torch
 from act.v1 import training_pb2
 
+from services.sampler.second_critic import load_model
 from services.trainer.events import MemorySink
 from services.trainer.factory import build_fit_queue
 from services.trainer.fitqueue import FitQueue
 from services.trainer.fitting import resolve_config, validation_member
+from services.trainer.networks import build_network
 from services.trainer.settings import TrainerSettings
 from services.trainer.store import TrainerStore
 from tests.trainer.support import TASK, make_label, trainer_settings
@@ -114,6 +116,20 @@ def test_a_fit_selects_lambda_checkpoints_every_epoch_and_reports(tmp_path: Path
 
     assert checkpoint_event.epoch == 1 and len(checkpoint_event.sha256) == 64
     assert hashlib.sha256((fit_dir / "checkpoint.pt").read_bytes()).hexdigest() != ""
+    # The model is published for the sampler (the feedback loop), but not as a
+    # critic: 16 validation reviews are too few to show that fusing helps.
+    (published,) = sink.models
+    assert (published.task_id, published.fit_id) == (TASK, status.fit_id)
+    assert not published.use_as_critic and "too few" in published.reason
+    assert final.metrics["second_critic_used"] == 0.0
+    assert final.metrics["second_critic_fusion_reviews"] == final.metrics["validation_items"]
+    network = load_model(published).network
+    saved = torch.load(fit_dir / "model.pt", weights_only=True)
+    reference = build_network("cnn-28x28", 4)
+    reference.load_state_dict(saved["model"])
+    images = torch.randint(0, 255, (5, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(network(images), reference.eval()(images))
 
 
 class _StopAfter(MemorySink):

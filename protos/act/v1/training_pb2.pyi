@@ -226,3 +226,57 @@ class TrainingEvent(_message.Message):
     failed: FitFailed
     cancelled: FitCancelled
     def __init__(self, event_id: _Optional[str] = ..., task_id: _Optional[str] = ..., fit_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started: _Optional[_Union[FitStarted, _Mapping]] = ..., epoch: _Optional[_Union[EpochCompleted, _Mapping]] = ..., checkpoint: _Optional[_Union[CheckpointWritten, _Mapping]] = ..., completed: _Optional[_Union[FitCompleted, _Mapping]] = ..., failed: _Optional[_Union[FitFailed, _Mapping]] = ..., cancelled: _Optional[_Union[FitCancelled, _Mapping]] = ...) -> None: ...
+
+class EpsFusionMap(_message.Message):
+    __slots__ = ("method", "coef", "intercept", "n_reviews")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    COEF_FIELD_NUMBER: _ClassVar[int]
+    INTERCEPT_FIELD_NUMBER: _ClassVar[int]
+    N_REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    coef: _containers.RepeatedScalarFieldContainer[float]
+    intercept: float
+    n_reviews: int
+    def __init__(self, method: _Optional[str] = ..., coef: _Optional[_Iterable[float]] = ..., intercept: _Optional[float] = ..., n_reviews: _Optional[int] = ...) -> None: ...
+
+class PublishedModel(_message.Message):
+    __slots__ = ("task_id", "fit_id", "model", "params", "num_classes", "weights", "weights_sha256", "fusion", "use_as_critic", "reason", "metrics", "published_at")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    USE_AS_CRITIC_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    fit_id: str
+    model: str
+    params: _containers.ScalarMap[str, str]
+    num_classes: int
+    weights: bytes
+    weights_sha256: str
+    fusion: EpsFusionMap
+    use_as_critic: bool
+    reason: str
+    metrics: _containers.ScalarMap[str, float]
+    published_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., fit_id: _Optional[str] = ..., model: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., num_classes: _Optional[int] = ..., weights: _Optional[bytes] = ..., weights_sha256: _Optional[str] = ..., fusion: _Optional[_Union[EpsFusionMap, _Mapping]] = ..., use_as_critic: _Optional[bool] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,189 @@
+"""The trainer's latest model as a second critic of streamed items (the feedback loop).
+
+The trainer publishes every finished fit's model on ``act.models``
+(:mod:`services.trainer.publish`) with a map that fuses the critic's eps with
+the model's probability that the machine label is wrong, and says whether the
+fusion beat the critic alone on its validation reviews (``use_as_critic``).
+In streaming mode the sampler scores each new item with the task's latest
+such model and samples by the fused eps; the decision records the model's fit
+id, its error probability and the fused eps beside pi, so the ACT loss stays
+unbiased: pi is what was known when the item was decided.
+
+A model that cannot be loaded (a hash mismatch, weights of another network)
+and an item the model cannot read leave the critic's eps in charge; both are
+counted (``act_sampler_second_critic_total``) and logged without content.
+torch is imported only when a model is first loaded, so a sampler without
+published models never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import structlog
+from act.v1 import critique_pb2, training_pb2
+from prometheus_client import Counter
+
+from services.core.fusion import EpsFusion
+from services.runtime.config import KafkaSettings
+from services.runtime.table import CompactedTable
+
+log = structlog.get_logger(__name__)
+
+SecondCriticMode = Literal["auto", "off"]
+
+SCORED = Counter(
+    "act_sampler_second_critic_total",
+    "Streamed items by what the second critic did: used (fused eps), unreadable "
+    "(the model could not read the item), unusable (the model could not be loaded).",
+    ["outcome"],
+)
+
+
+class ModelSource(Protocol):
+    """Where the sampler finds each task's latest published model."""
+
+    def current(self, key: str) -> training_pb2.PublishedModel | None:
+        """The task's latest published model, or None."""
+        ...
+
+
+class StaticModelSource:
+    """A fixed set of published models (tests, tools)."""
+
+    def __init__(self, *models: training_pb2.PublishedModel) -> None:
+        self.models = {m.task_id: m for m in models}
+
+    def current(self, key: str) -> training_pb2.PublishedModel | None:
+        """The task's model, or None."""
+        return self.models.get(key)
+
+
+def model_book(kafka: KafkaSettings) -> CompactedTable[training_pb2.PublishedModel]:
+    """A follower of ``act.models``: the latest published model of every task."""
+    return CompactedTable(
+        kafka, "models", training_pb2.PublishedModel.FromString, lambda m: m.task_id
+    )
+
+
+class ModelLoadError(ValueError):
+    """A published model that cannot be used (named by its fit id, never its content)."""
+
+
+@dataclass(frozen=True)
+class Opinion:
+    """The second critic's view of one item."""
+
+    eps: float  # the fused eps the rule uses
+    model_eps: float  # 1 - p_model(machine label)
+    fit_id: str
+
+
+@dataclass
+class LoadedModel:
+    """A published model ready to score items."""
+
+    fit_id: str
+    kind: Any  # services.trainer.networks.InputKind
+    network: Any  # torch.nn.Module in eval mode
+    fusion: EpsFusion
+
+    def model_eps(self, critique: critique_pb2.Critique) -> float:
+        """1 - p_model(machine label) of the critiqued item; FeatureError when unreadable."""
+        import torch
+
+        from services.trainer.features import prepare_inputs
+        from services.trainer.items import raw_input
+
+        annotation = critique.annotation
+        raw = raw_input(self.kind, annotation.item)
+        stacked = np.stack([raw]) if isinstance(raw, np.ndarray) else [raw]
+        inputs = prepare_inputs(self.kind, stacked)
+        with torch.inference_mode():
+            probs = self.network(inputs).softmax(dim=-1)[0]
+        label = annotation.label_index
+        if not 0 <= label < probs.numel():
+            raise ModelLoadError(f"label {label} outside the model's {probs.numel()} classes")
+        return float(1.0 - probs[label].item())
+
+
+def load_model(published: training_pb2.PublishedModel) -> LoadedModel:
+    """Verify and load a published model (weights only: no code is unpickled)."""
+    fit_id = published.fit_id
+    try:
+        import torch
+
+        from services.trainer.networks import build_network, network_spec
+    except ImportError as exc:  # an image without torch: the critic alone decides
+        raise ModelLoadError(f"fit {fit_id}: cannot load models here ({exc.name})") from exc
+    if not published.weights:
+        raise ModelLoadError(f"fit {fit_id}: no weights published")
+    if hashlib.sha256(published.weights).hexdigest() != published.weights_sha256:
+        raise ModelLoadError(f"fit {fit_id}: weights do not match their SHA-256")
+    fusion = EpsFusion(
+        coef=tuple(published.fusion.coef),
+        intercept=published.fusion.intercept,
+        n_reviews=published.fusion.n_reviews,
+        method=published.fusion.method,
+    )
+    if len(fusion.coef) != 2:
+        raise ModelLoadError(f"fit {fit_id}: the fusion has {len(fusion.coef)} sources, not 2")
+    try:
+        spec = network_spec(published.model)
+        network = build_network(spec.name, published.num_classes, dict(published.params))
+        state = torch.load(io.BytesIO(published.weights), map_location="cpu", weights_only=True)
+        network.load_state_dict(state, strict=True)
+    except Exception as exc:  # unknown network, wrong shapes, unreadable bytes
+        raise ModelLoadError(f"fit {fit_id}: {type(exc).__name__}: {exc}") from exc
+    network.eval()
+    return LoadedModel(fit_id=fit_id, kind=spec.input_kind, network=network, fusion=fusion)
+
+
+class SecondCritic:
+    """Fuses each streamed critique's eps with the task's latest usable model."""
+
+    def __init__(self, source: ModelSource) -> None:
+        self.source = source
+        #: Per task: the fit id last seen and its loaded model (None: unusable).
+        self._loaded: dict[str, tuple[str, LoadedModel | None]] = {}
+
+    def _model(self, task_id: str) -> LoadedModel | None:
+        published = self.source.current(task_id)
+        if published is None or not published.use_as_critic:
+            return None
+        cached = self._loaded.get(task_id)
+        if cached is not None and cached[0] == published.fit_id:
+            return cached[1]
+        loaded: LoadedModel | None = None
+        try:
+            loaded = load_model(published)
+            log.info("second_critic_loaded", task_id=task_id, fit_id=published.fit_id)
+        except ModelLoadError as exc:
+            SCORED.labels(outcome="unusable").inc()
+            log.warning("second_critic_unusable", task_id=task_id, error=str(exc))
+        self._loaded[task_id] = (published.fit_id, loaded)
+        return loaded
+
+    def opinion(self, task_id: str, critique: critique_pb2.Critique, eps: float) -> Opinion | None:
+        """The fused eps of a critique, or None when no usable model scores it."""
+        model = self._model(task_id)
+        if model is None:
+            return None
+        from services.trainer.features import FeatureError
+
+        try:
+            model_eps = model.model_eps(critique)
+        except (FeatureError, ModelLoadError) as exc:
+            SCORED.labels(outcome="unreadable").inc()
+            log.warning(
+                "second_critic_skipped", task_id=task_id, fit_id=model.fit_id,
+                item_id=critique.annotation.item.item_id, error=type(exc).__name__,
+            )  # fmt: skip
+            return None
+        fused = float(model.fusion(np.array([[eps, model_eps]]))[0])
+        SCORED.labels(outcome="used").inc()
+        return Opinion(eps=fused, model_eps=model_eps, fit_id=model.fit_id)
