@@ -128,9 +128,13 @@ async def stop_reviewer(reviewer: ReplayReviewer, task: asyncio.Task[Any]) -> No
 
 
 async def fit_with_act_loss(
-    target: str, task: task_pb2.Task, model: str, say: Say, timeout_s: float
+    target: str, task: task_pb2.Task, model: str, say: Say, timeout_s: float, *, key: str
 ) -> training_pb2.FitStatus:
-    """Start a fit with the ACT loss on the trainer service; report every epoch."""
+    """Start a fit with the ACT loss on the trainer service; report every epoch.
+
+    ``key`` names the fit within the run (its idempotency key): asking again
+    with the same key follows the same fit.
+    """
     config = training_pb2.FitConfig(
         loss=training_pb2.LOSS_KIND_ACT,
         rule=task.sampling.rule,
@@ -149,7 +153,7 @@ async def fit_with_act_loss(
         stub = api_pb2_grpc.TrainingServiceStub(channel)
         status = await stub.StartFit(
             api_pb2.StartFitRequest(
-                task_id=task.task_id, config=config, idempotency_key=f"demo-{task.task_id}"
+                task_id=task.task_id, config=config, idempotency_key=f"demo-{task.task_id}-{key}"
             ),
             timeout=30,
         )
@@ -194,3 +198,24 @@ def describe_cleaning(metrics: Mapping[str, float]) -> str:
             f"({scores})"
         )
     return f"label cleaning: kept every label, the agreement filter did not beat that ({scores})"
+
+
+def describe_second_critic(metrics: Mapping[str, float]) -> str:
+    """One line on whether the sampler uses a fit's published model, from its metrics."""
+    if "second_critic_used" not in metrics:
+        return "feedback loop: the model was not published"
+    reviews = int(metrics.get("second_critic_fusion_reviews", 0))
+    fused = metrics.get("second_critic_fusion_cv_log_loss")
+    critic = metrics.get("second_critic_critic_cv_log_loss")
+    losses = (
+        f"out-of-fold log loss {fused:.3f} fused, {critic:.3f} for the critic alone, "
+        if fused is not None and critic is not None
+        else ""
+    )
+    if metrics["second_critic_used"]:
+        return (
+            f"feedback loop: on (the sampler fuses the model with the critic for new items; "
+            f"{losses}{reviews} validation reviews)"
+        )
+    why = "no gain" if losses else "too few validation reviews of either outcome"
+    return f"feedback loop: off for now, {why} ({losses}{reviews} validation reviews)"

@@ -18,7 +18,12 @@
    (scraped from the services' ``/metrics``). With ``--review-in-browser N``
    it skips the first N review requests it leases, which stay pending for a
    person in the web workspace; the demo reminds them every 30 s and waits
-   (no stall timeout while only their items are outstanding).
+   (no stall timeout while only their items are outstanding). The items go
+   in **two waves** with a fit in between: the trainer publishes that fit's
+   model on ``act.models`` and the sampler fuses it with the critic for the
+   second wave's items when the fusion beat the critic on the fit's
+   validation reviews (the feedback loop); the demo says which it was and how
+   many items the model scored.
 5. **Train.** A ``StartFit`` on the trainer service fits the downstream model
    with the ACT loss on the final labels, progress per epoch.
 6. **Table 3** from what the trainer stored: every method, five seeds, the
@@ -37,7 +42,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -60,7 +65,7 @@ from services.demo.plan import (
 )
 from services.demo.progress import PeopleReviews, stream_until_trained_on
 from services.devkit.processes import Supervisor, free_port
-from services.devkit.scrape import scrape
+from services.devkit.scrape import fetch, parse_samples, scrape
 from services.experiments.pipeline import experiment_from_store
 from services.experiments.presets import preset
 from services.experiments.report import markdown_table, write_report
@@ -70,6 +75,9 @@ from services.runtime.config import KafkaSettings
 from services.runtime.topics import default_catalog
 
 Say = Callable[[str], None]
+
+#: The sampler's count of decisions by what its second critic did.
+SECOND_CRITIC = "act_sampler_second_critic_total"
 
 
 # --------------------------------------------------------------- services
@@ -282,12 +290,20 @@ async def _stream_and_train(config: DemoConfig, run_dir: Path, say: Say, llm_url
                     f"you: review them at {people.url} (token of demo-reviewer or demo-admin); "
                     "the demo waits for them before training")  # fmt: skip
             started = time.monotonic()
-            sent = await publish(config, kafka, task, plan)
-            say(f"   {sent} items published to {items_topic(kafka)} "
-                f"in {time.monotonic() - started:.1f} s")  # fmt: skip
-            progress = await stream_until_trained_on(
-                services, reviewer, sent, say, stall_s=config.stall_s, people=people
-            )
+            sent = 0
+            half = len(plan.streamed) // 2
+            for wave, part in enumerate((plan.streamed[:half], plan.streamed[half:]), start=1):
+                count = await publish(config, kafka, task, replace(plan, streamed=part))
+                sent += count
+                say(f"   wave {wave}: {count} items published to {items_topic(kafka)} "
+                    f"({time.monotonic() - started:.1f} s)")  # fmt: skip
+                progress = await stream_until_trained_on(
+                    services, reviewer, sent, say, stall_s=config.stall_s, people=people
+                )
+                if wave == 1 and half < len(plan.streamed):
+                    await feedback_fit(config, task, trainer, say)
+            used = second_critic_used(services)
+            say(f"   the second critic scored {used} of the {sent - half} second-wave items")
             reviewed = reviewer.summary.submitted
             by_people = ""
             if people is not None:
@@ -304,7 +320,7 @@ async def _stream_and_train(config: DemoConfig, run_dir: Path, say: Say, llm_url
 
             say(f"\n== 5. trainer: {ds.trainer_model} with the ACT loss on the final labels")
             status = await clients.fit_with_act_loss(
-                trainer, task, ds.trainer_model, say, config.fit_timeout_s
+                trainer, task, ds.trainer_model, say, config.fit_timeout_s, key="final"
             )
             if status.error:
                 raise RuntimeError(f"the fit failed: {status.error}")
@@ -324,6 +340,23 @@ async def _stream_and_train(config: DemoConfig, run_dir: Path, say: Say, llm_url
         status.checkpoint_uri,
         task.budget.fraction,
     )
+
+
+async def feedback_fit(config: DemoConfig, task: task_pb2.Task, trainer: str, say: Say) -> None:
+    """The fit between the waves: its model is the sampler's second critic if it helps."""
+    say("   a fit on the first wave's labels; the trainer publishes its model for the sampler")
+    status = await clients.fit_with_act_loss(
+        trainer, task, config.dataset.trainer_model, say, config.fit_timeout_s, key="wave-1"
+    )
+    if status.error:
+        raise RuntimeError(f"the fit failed: {status.error}")
+    say(f"   {clients.describe_second_critic(status.metrics)}")
+
+
+def second_critic_used(services: Supervisor) -> int:
+    """How many decisions the sampler made with the second critic (its counter)."""
+    found = parse_samples(fetch(services["sampler"].metrics_port) or "", SECOND_CRITIC)
+    return int(sum(v for labels, v in found.items() if ("outcome", "used") in labels))
 
 
 def table_3(config: DemoConfig, run_dir: Path, streamed: Streamed, say: Say) -> None:

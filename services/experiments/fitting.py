@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.core.cdi import cdi_design
 from services.core.cleaning import agreement_keep, confident_keep
 from services.core.sampling import budget_count
 from services.experiments.annotations import MachineAnnotations
@@ -108,6 +109,10 @@ def _act_dataset(
             ctx.train_inputs, machine, human, fed.delta, fed.pi, k, trust=_trust(method, fed.score)
         )
         return _cleaned(ctx, data, seed, method), None
+    if method.design == "cdi":
+        rng = np.random.default_rng([seed, 0xCD1])
+        d = cdi_design(ctx.annotations.eps, machine != human, budget * n, rng)
+        return ActDataset.from_arrays(ctx.train_inputs, machine, human, d.delta, d.pi, k), None
     eps = critic_eps(method.critic, ctx.annotations.eps, machine, human, seed)
     reviews = sample_reviews(
         eps,

@@ -34,6 +34,9 @@ Cleaning = Literal["confident", "agree"]
 #: Pseudo-labelling baselines (:mod:`services.experiments.pseudo`): human labels
 #: on a random subset, or spent by uncertainty in rounds.
 PseudoKind = Literal["random", "active"]
+#: How reviews are drawn: the row's sampling rule on eps, or CDI's burn-in and
+#: learned error model (:mod:`services.core.cdi`).
+Design = Literal["rule", "cdi"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Method:
     #: A pseudo-labelling baseline: the LLM's labels unused, the budget's human
     #: labels plus a model's confident predictions (paper, Table 7).
     pseudo: PseudoKind | None = None
+    design: Design = "rule"
     #: A candidate for the recommended method (``_best``): a method a user can run.
     #: References (human-only, oracle critic) and baselines are not.
     candidate: bool = False
@@ -202,6 +206,14 @@ ACT_EXP_NONNEG = Method(
     candidate=True,
 )
 
+ACT_CDI = Method(
+    "act_cdi",
+    "CDI (burn-in error model, confidence-driven reviews) - ACT (PPI++) loss",
+    LossKind.ACT,
+    Rule.NORMALIZATION,
+    design="cdi",
+)
+
 #: What a user would otherwise do with the same budget, and the critic's bounds.
 BASELINE_METHODS: tuple[Method, ...] = (
     REVIEWED_ONLY,
@@ -211,6 +223,7 @@ BASELINE_METHODS: tuple[Method, ...] = (
     CL_MACHINE_ONLY,
     PSEUDO_LABELS,
     ACTIVE_PSEUDO_LABELS,
+    ACT_CDI,
 )
 #: Beyond the paper (issue: "beat the paper").
 NEW_METHODS: tuple[Method, ...] = (

@@ -38,6 +38,7 @@ EXTRA_ROWS = (
     "act_thre_feedback_trust",
     "pseudo_labels",
     "active_pseudo_labels",
+    "act_cdi",
 )
 
 

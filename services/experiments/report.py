@@ -43,6 +43,7 @@ SHORT_NAMES = {
     "act_random_critic": "ACT, random critic",
     "act_oracle_critic": "ACT thre., oracle critic",
     "act_thre_feedback": "ACT thre., feedback loop",
+    "act_cdi": "CDI (ACT loss)",
 }
 
 

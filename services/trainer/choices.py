@@ -79,7 +79,7 @@ class Search:
     ) -> LambdaChoice:
         """Pick lambda from ``config.power_lambda_grid`` by human-labelled validation accuracy.
 
-        Only the ACT loss has a lambda to search; without a grid the config's
+        Only the ACT losses have a lambda to search; without a grid the config's
         ``power_lambda`` (default 1) is used, and scored only with
         ``always_score`` (to compare it with another variant of the data).
         Scores already known (keyed by ``metric``) are not trained again. Ties
@@ -87,7 +87,8 @@ class Search:
         """
         config = self.config
         default = config.power_lambda if config.HasField("power_lambda") else 1.0
-        grid_values = list(config.power_lambda_grid) if self.kind is LossKind.ACT else []
+        has_lambda = self.kind in (LossKind.ACT, LossKind.ACT_NONNEG)
+        grid_values = list(config.power_lambda_grid) if has_lambda else []
         if not grid_values:
             if not always_score:
                 return LambdaChoice(default)

@@ -138,6 +138,14 @@ class FitRunner:
             return
         final = self.files.write_final(status, state)
         published = self._second_critic(status, state.model, data)
+        if published is not None:
+            # Before SUCCEEDED: whoever sees the fit succeed can count on the
+            # model being on act.models (a crash here republishes it, harmlessly).
+            self.sink.publish_model(published)
+            log.info(
+                "model_published", fit_id=status.fit_id, use_as_critic=published.use_as_critic,
+                reason=published.reason,
+            )  # fmt: skip
         status.state = training_pb2.FIT_STATE_SUCCEEDED
         status.finished_at.CopyFrom(now_timestamp())
         status.checkpoint_uri = final.resolve().as_uri()
@@ -153,12 +161,6 @@ class FitRunner:
             ),
         )
         log.info("fit_succeeded", fit_id=status.fit_id, metrics=dict(status.metrics))
-        if published is not None:
-            self.sink.publish_model(published)
-            log.info(
-                "model_published", fit_id=status.fit_id, use_as_critic=published.use_as_critic,
-                reason=published.reason,
-            )  # fmt: skip
 
     def _second_critic(
         self, status: training_pb2.FitStatus, model: torch.nn.Module, data: PreparedData

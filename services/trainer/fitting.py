@@ -37,6 +37,7 @@ LOSS_KINDS = {
     training_pb2.LOSS_KIND_HUMAN_ONLY: LossKind.HUMAN_ONLY,
     training_pb2.LOSS_KIND_MACHINE_ONLY: LossKind.MACHINE_ONLY,
     training_pb2.LOSS_KIND_ACT_DATA_CE: LossKind.ACT_DATA_CE,
+    training_pb2.LOSS_KIND_ACT_NONNEG: LossKind.ACT_NONNEG,
 }
 #: Default downstream model by task modality.
 DEFAULT_MODEL_BY_MODALITY = {

@@ -40,6 +40,14 @@ def test_demo_streams_trains_and_writes_table_3(
     reviewed = int(re.search(r"done in \d+ s: (\d+) human reviews", out).group(1))
     # The sampler holds the stream to its budget (paced per window).
     assert abs(reviewed / items - recommended) < 0.08
+    # Two waves with a fit between them; the fit's model is published and the
+    # demo says whether the sampler uses it (200 items: too few reviews yet).
+    assert re.search(r"wave 1: 200 items published", out) and "wave 2: 200 items" in out
+    loop = re.search(r"feedback loop: (on|off for now)", out)
+    used = re.search(r"the second critic scored (\d+) of the 200 second-wave items", out)
+    assert loop is not None and used is not None
+    # The sampler fuses exactly when the trainer said the model helps.
+    assert (int(used.group(1)) > 0) == (loop.group(1) == "on")
     fit = re.search(r"fit fit-\w+: (\d+) labels \((\d+) human\)", out)
     assert fit is not None and int(fit.group(2)) > 0
     # The fit chose the agreement filter on validation, and says what it chose.

@@ -8,7 +8,7 @@ from act.v1 import common_pb2
 
 from services.core.metrics import recommended_budget
 from services.demo import plan as steps
-from services.demo.clients import describe_cleaning
+from services.demo.clients import describe_cleaning, describe_second_critic
 from services.demo.progress import STAGES, Progress
 from services.fewshot.pair import build_pair
 from services.fewshot.pools import builtin_pool
@@ -86,3 +86,16 @@ def test_the_cleaning_line_says_what_the_fit_chose_and_why() -> None:
         "(nothing to judge it on)"
     )
     assert describe_cleaning({"val_accuracy": 0.9}) == ""  # not an AUTO fit
+
+
+def test_the_feedback_line_says_whether_the_sampler_uses_the_model_and_why() -> None:
+    base = {"second_critic_fusion_reviews": 90.0}
+    losses = {"second_critic_fusion_cv_log_loss": 0.31, "second_critic_critic_cv_log_loss": 0.42}
+    on = describe_second_critic({**base, **losses, "second_critic_used": 1.0})
+    assert on.startswith("feedback loop: on") and "0.310 fused, 0.420 for the critic" in on
+    assert "90 validation reviews" in on
+    no_gain = describe_second_critic({**base, **losses, "second_critic_used": 0.0})
+    assert no_gain.startswith("feedback loop: off for now, no gain")
+    few = describe_second_critic({**base, "second_critic_used": 0.0})
+    assert "too few validation reviews" in few
+    assert describe_second_critic({"val_accuracy": 0.9}).endswith("not published")

@@ -296,3 +296,14 @@ def test_calibrated_eps_weighting_trusts_each_machine_label_by_its_recalibrated_
             loss=training_pb2.LOSS_KIND_ACT_DATA_CE,
             machine_label_weighting=weighting,
         )
+
+
+def test_the_non_negative_act_loss_is_a_fit_option_with_its_own_lambda_search(
+    tmp_path: Path,
+) -> None:
+    final = _run_fit(tmp_path, loss=training_pb2.LOSS_KIND_ACT_NONNEG, power_lambda_grid=[0.6, 1.0])
+    assert final.state == training_pb2.FIT_STATE_SUCCEEDED, final.error
+    assert "search/lambda=0.6/val_accuracy" in final.metrics
+    assert "search/lambda=1/val_accuracy" in final.metrics
+    assert final.power_lambda_used in (0.6, 1.0)
+    assert final.metrics["val_accuracy"] > 0.8

@@ -27,6 +27,7 @@ class LossKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOSS_KIND_MACHINE_ONLY: _ClassVar[LossKind]
     LOSS_KIND_ACT_DATA_CE: _ClassVar[LossKind]
     LOSS_KIND_ACT: _ClassVar[LossKind]
+    LOSS_KIND_ACT_NONNEG: _ClassVar[LossKind]
 
 class LabelCleaning(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -49,6 +50,7 @@ LOSS_KIND_HUMAN_ONLY: LossKind
 LOSS_KIND_MACHINE_ONLY: LossKind
 LOSS_KIND_ACT_DATA_CE: LossKind
 LOSS_KIND_ACT: LossKind
+LOSS_KIND_ACT_NONNEG: LossKind
 LABEL_CLEANING_UNSPECIFIED: LabelCleaning
 LABEL_CLEANING_AGREEMENT: LabelCleaning
 LABEL_CLEANING_AUTO: LabelCleaning
