@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.core.recalibration import EpsCalibration, fit_eps_calibration
+
 
 @dataclass(frozen=True, slots=True)
 class CalibrationBin:
@@ -81,3 +83,46 @@ def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float:
     if n == 0:
         return 0.0
     return sum(b.count * abs(b.mean_eps - b.error_rate) for b in bins) / n
+
+
+@dataclass(frozen=True)
+class ReviewCalibration:
+    """What a task's reviews say about its critic, for every item (1/pi-weighted)."""
+
+    reviews: int
+    #: Share of the reviewed items whose machine label was wrong (unweighted).
+    disagreement: float
+    #: Hajek estimate of the machine error rate over all items.
+    machine_error_rate: float
+    #: The critic's mean eps, weighted like the error rate (compare the two).
+    eps_mean: float
+    expected_calibration_error: float
+    bins: list[CalibrationBin]
+    #: eps recalibrated on the reviews (isotonic; the identity below the minimum).
+    recalibration: EpsCalibration
+
+
+def review_calibration(
+    eps: Sequence[float], error: Sequence[bool], pi: Sequence[float]
+) -> ReviewCalibration | None:
+    """The reliability diagram, its ECE and the recalibration map of reviewed items.
+
+    ``pi`` are the items' review probabilities (clipped below at 1e-6). None
+    without reviews.
+    """
+    if len(eps) == 0:
+        return None
+    p = np.clip(np.asarray(pi, dtype=np.float64), 1e-6, 1.0)
+    e = np.clip(np.asarray(eps, dtype=np.float64), 0.0, 1.0)
+    y = np.asarray(error, dtype=bool)
+    w = 1.0 / p
+    bins = calibration_bins(e.tolist(), y.tolist(), p.tolist())
+    return ReviewCalibration(
+        reviews=int(e.size),
+        disagreement=float(y.mean()),
+        machine_error_rate=float((w * y).sum() / w.sum()),
+        eps_mean=float((w * e).sum() / w.sum()),
+        expected_calibration_error=expected_calibration_error(bins),
+        bins=bins,
+        recalibration=fit_eps_calibration(e, y, p),
+    )

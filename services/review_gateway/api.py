@@ -32,6 +32,7 @@ import grpc
 import structlog
 from act.v1 import api_pb2, api_pb2_grpc, review_pb2
 
+from services.core.calibration import ReviewCalibration
 from services.review_gateway import metrics
 from services.review_gateway.errors import InvalidArgument, answer_rpc
 from services.review_gateway.ops import LeaseView, ReviewOps
@@ -174,6 +175,9 @@ class ReviewServicer(api_pb2_grpc.ReviewServiceServicer):  # type: ignore[misc]
             )
             for label, count in row.label_counts.items():
                 stats.label_counts[label] = count
+            calibration = await self.ops.task_calibration(caller, request.task_id)
+            if calibration is not None:
+                stats.calibration.CopyFrom(calibration_message(calibration))
             return stats
 
         return await self._call("GetTaskStats", context, handle)
@@ -246,3 +250,21 @@ def registration(
 
 
 __all__ = ["SERVICE_NAME", "ReviewServicer", "registration", "review_pb2"]
+
+
+#: Where GetTaskStats reports the recalibrated eps.
+CALIBRATION_AT = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def calibration_message(cal: ReviewCalibration) -> api_pb2.CriticCalibration:
+    """A task's :class:`ReviewCalibration` as its protobuf message."""
+    message = api_pb2.CriticCalibration(
+        reviews=cal.reviews,
+        machine_error_rate=cal.machine_error_rate,
+        eps_mean=cal.eps_mean,
+        expected_calibration_error=cal.expected_calibration_error,
+        method=cal.recalibration.method,
+    )
+    for eps, value in zip(CALIBRATION_AT, cal.recalibration(CALIBRATION_AT), strict=True):
+        message.points.add(eps=eps, calibrated=float(value))
+    return message

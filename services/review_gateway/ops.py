@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 from act.v1 import api_pb2, review_pb2, task_pb2
 
+from services.core.calibration import ReviewCalibration, review_calibration
 from services.review_gateway import metrics
 from services.review_gateway.auth import (
     BOOTSTRAP_ADMIN_ID,
@@ -222,6 +223,17 @@ class ReviewOps:
         require_admin(caller)
         check_id("task_id", task_id)
         return await self.store.task_stats(task_id)
+
+    async def task_calibration(self, caller: Reviewer, task_id: str) -> ReviewCalibration | None:
+        """The critic's calibration on a task's reviews (admins); None before any review."""
+        require_admin(caller)
+        check_id("task_id", task_id)
+        reviewed = await self.store.reviewed_items(task_id)
+        return review_calibration(
+            [r.eps for r in reviewed],
+            [r.human_label != r.machine_label for r in reviewed],
+            [r.pi for r in reviewed],
+        )
 
     async def reviewer_stats(self, caller: Reviewer, reviewer_id: str) -> ReviewerStatsRow:
         """Statistics of the caller, or of anyone for an admin."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.core.calibration import calibration_bins, expected_calibration_error
+from services.core.calibration import (
+    calibration_bins,
+    expected_calibration_error,
+    review_calibration,
+)
 
 
 def _stream(seed: int, n: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
@@ -55,3 +59,23 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="n_bins"):
         calibration_bins([0.1], [True], n_bins=0)
     assert calibration_bins([], []) == []
+
+
+def test_review_calibration_weights_reviews_by_one_over_pi() -> None:
+    rng = np.random.default_rng(31)
+    n = 40_000
+    eps = rng.random(n)
+    error = rng.random(n) < eps * 0.5  # the critic overstates errors twice
+    pi = np.clip(eps, 0.05, 1.0)  # suspicious items are reviewed more
+    reviewed = rng.random(n) < pi
+    summary = review_calibration(eps[reviewed], error[reviewed], pi[reviewed])
+    assert summary is not None and summary.reviews == int(reviewed.sum())
+    # The weighted rate is the whole stream's; the raw share is the reviewed items'.
+    assert summary.machine_error_rate == pytest.approx(error.mean(), abs=0.01)
+    assert summary.disagreement > summary.machine_error_rate + 0.05
+    assert summary.eps_mean == pytest.approx(eps.mean(), abs=0.01)
+    # Bins count reviewed items (review density ~ eps): E[eps^2] / E[eps] / 2 = 1/3.
+    assert summary.expected_calibration_error == pytest.approx(1 / 3, abs=0.02)
+    assert summary.recalibration.method == "isotonic"
+    assert float(summary.recalibration([0.8])[0]) == pytest.approx(0.4, abs=0.05)
+    assert review_calibration([], [], []) is None

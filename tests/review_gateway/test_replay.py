@@ -82,6 +82,15 @@ async def test_command_line_reviews_the_queue(running: Running, tmp_path: Path):
     stats = await running.admin.GetTaskStats(api_pb2.GetTaskStatsRequest(task_id="task-1"))
     # Held labels for six items, the machine label for the rest.
     assert dict(stats.label_counts) == {2: 6, 1: 6}
+    # The critic's calibration on those reviews (all eps 0.75, pi 0.25): half wrong.
+    cal = stats.calibration
+    assert cal.reviews == 12 and cal.machine_error_rate == pytest.approx(0.5)
+    assert cal.eps_mean == pytest.approx(0.75)
+    assert cal.expected_calibration_error == pytest.approx(0.25)
+    assert cal.method == "identity"  # fewer than 20 reviews: eps is left as it is
+    assert [(p.eps, p.calibrated) for p in cal.points] == [
+        pytest.approx((e, e)) for e in (0.1, 0.3, 0.5, 0.7, 0.9)
+    ]
 
 
 @pytest.mark.parametrize(("items", "leave"), [(12, 3), (4, 6)])
@@ -126,6 +135,7 @@ async def test_leaves_the_first_n_items_for_people(running: Running, items: int,
     stats = await running.admin.GetTaskStats(api_pb2.GetTaskStatsRequest(task_id="task-1"))
     assert (stats.pending, stats.completed, stats.skipped) == (left, items - left, left)
     assert dict(stats.label_counts) == ({2: items - left} if items > left else {})
+    assert stats.HasField("calibration") == (items > left)  # absent before any review
 
     # A person gets exactly the items left, and can label them.
     _, person = await running.reviewer("person")

@@ -181,7 +181,7 @@ class GetTaskStatsRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskStats(_message.Message):
-    __slots__ = ("task_id", "pending", "leased", "completed", "skipped", "label_counts", "expired")
+    __slots__ = ("task_id", "pending", "leased", "completed", "skipped", "label_counts", "expired", "calibration")
     class LabelCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +196,7 @@ class TaskStats(_message.Message):
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
     LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     pending: int
     leased: int
@@ -203,7 +204,32 @@ class TaskStats(_message.Message):
     skipped: int
     label_counts: _containers.ScalarMap[int, int]
     expired: int
-    def __init__(self, task_id: _Optional[str] = ..., pending: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., skipped: _Optional[int] = ..., label_counts: _Optional[_Mapping[int, int]] = ..., expired: _Optional[int] = ...) -> None: ...
+    calibration: CriticCalibration
+    def __init__(self, task_id: _Optional[str] = ..., pending: _Optional[int] = ..., leased: _Optional[int] = ..., completed: _Optional[int] = ..., skipped: _Optional[int] = ..., label_counts: _Optional[_Mapping[int, int]] = ..., expired: _Optional[int] = ..., calibration: _Optional[_Union[CriticCalibration, _Mapping]] = ...) -> None: ...
+
+class CriticCalibration(_message.Message):
+    __slots__ = ("reviews", "machine_error_rate", "eps_mean", "expected_calibration_error", "method", "points")
+    REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    MACHINE_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    EPS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_CALIBRATION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    reviews: int
+    machine_error_rate: float
+    eps_mean: float
+    expected_calibration_error: float
+    method: str
+    points: _containers.RepeatedCompositeFieldContainer[CalibrationPoint]
+    def __init__(self, reviews: _Optional[int] = ..., machine_error_rate: _Optional[float] = ..., eps_mean: _Optional[float] = ..., expected_calibration_error: _Optional[float] = ..., method: _Optional[str] = ..., points: _Optional[_Iterable[_Union[CalibrationPoint, _Mapping]]] = ...) -> None: ...
+
+class CalibrationPoint(_message.Message):
+    __slots__ = ("eps", "calibrated")
+    EPS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    eps: float
+    calibrated: float
+    def __init__(self, eps: _Optional[float] = ..., calibrated: _Optional[float] = ...) -> None: ...
 
 class GetReviewerStatsRequest(_message.Message):
     __slots__ = ("reviewer_id",)

@@ -18,14 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from services.core.agreement import Agreement, fleiss_kappa_pairs, per_reviewer_agreement
 from services.core.calibration import (
     CalibrationBin,
-    calibration_bins,
-    expected_calibration_error,
 )
-from services.core.recalibration import DEFAULT_MIN_REVIEWS, EpsCalibration, fit_eps_calibration
+from services.core.recalibration import DEFAULT_MIN_REVIEWS, EpsCalibration
 from services.review_gateway.auth import require_admin
 from services.review_gateway.errors import GatewayError, InvalidArgument
 from services.review_gateway.ops import check_id
-from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER
+from services.review_gateway.store import ROLE_ADMIN, ROLE_REVIEWER, Reviewer
 from services.review_gateway.web.context import WebContext, WebUser, http_status
 
 log = structlog.get_logger(__name__)
@@ -125,7 +123,8 @@ class AdminRoutes:
         store = self.ctx.store
         accounts = await store.list_reviewers()
         who = {r.id: r.name for r in accounts}
-        panels = [await self._panel(task_id, who) for task_id in await store.list_task_ids()]
+        task_ids = await store.list_task_ids()
+        panels = [await self._panel(user.reviewer, task_id, who) for task_id in task_ids]
         reviewers = []
         for reviewer in accounts:
             stats = await store.reviewer_stats(reviewer.id)
@@ -156,28 +155,22 @@ class AdminRoutes:
             status_code=status,
         )
 
-    async def _panel(self, task_id: str, who: dict[str, str]) -> TaskPanel:
+    async def _panel(self, caller: Reviewer, task_id: str, who: dict[str, str]) -> TaskPanel:
         store = self.ctx.store
         stats = await store.task_stats(task_id)
         task = await store.get_task(task_id)
-        reviewed = await store.reviewed_items(task_id)
         pairs = await store.review_pairs(task_id)
         by_reviewer = per_reviewer_agreement(
             (p.first_reviewer, p.first_label, p.second_reviewer, p.second_label) for p in pairs
         )
+        summary = await self.ctx.ops.task_calibration(caller, task_id)
         disagreement = ece = calibration = None
         points: list[dict[str, float]] = []
-        if reviewed:
-            errors = [r.human_label != r.machine_label for r in reviewed]
-            disagreement = sum(errors) / len(errors)
-            bins = calibration_bins(
-                [r.eps for r in reviewed], errors, [max(r.pi, 1e-6) for r in reviewed]
-            )
-            ece = expected_calibration_error(bins)
-            points = chart_points(bins)
-            calibration = fit_eps_calibration(
-                [r.eps for r in reviewed], errors, [max(r.pi, 1e-6) for r in reviewed]
-            )
+        if summary is not None:
+            disagreement = summary.disagreement
+            ece = summary.expected_calibration_error
+            points = chart_points(summary.bins)
+            calibration = summary.recalibration
         line, at = calibration_view(calibration) if calibration is not None else ("", ())
         return TaskPanel(
             task_id=task_id,
