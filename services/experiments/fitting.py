@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from services.core.cdi import cdi_design
-from services.core.cleaning import agreement_keep, confident_keep
+from services.core.cleaning import (
+    PLC_THRESHOLDS,
+    agreement_keep,
+    confident_keep,
+    progressive_correction,
+)
 from services.core.sampling import budget_count
 from services.experiments.annotations import MachineAnnotations
 from services.experiments.feedback import (
@@ -152,7 +157,8 @@ def _fit_proba(ctx: FitContext, seed: int) -> FitProba:
     return fit_proba
 
 
-#: Rows kept by a cleaning, by (data, seed, cleaning, labels): a row's grid points share them.
+#: Rows kept by a cleaning (labels after a correction), by (data, seed, cleaning,
+#: labels): a row's grid points share them.
 _PRUNE_CACHE: dict[tuple[str, int, str, bytes], np.ndarray] = {}
 
 
@@ -177,6 +183,12 @@ def _cleaned(ctx: FitContext, data: ActDataset, seed: int, method: Method) -> Ac
     labels = data.human_filled.numpy()
     delta = data.delta.numpy()
     key = (ctx.dataset, seed, method.clean, _fingerprint(labels, delta))
+    if method.clean == "plc":
+        if key not in _PRUNE_CACHE:
+            _PRUNE_CACHE[key] = _corrected(ctx, labels, delta, seed)
+        # Reviewed rows keep their machine label: the ACT loss needs it there.
+        corrected = np.where(delta, data.machine.numpy(), _PRUNE_CACHE[key])
+        return replace(data, machine=torch.as_tensor(corrected, dtype=torch.int64))
     if key not in _PRUNE_CACHE:
         fit = _fit_proba(ctx, seed)
         if method.clean == "confident":
@@ -193,6 +205,18 @@ def _cleaned(ctx: FitContext, data: ActDataset, seed: int, method: Method) -> Ac
             keep = agreement_keep(labels, proba, delta)
         _PRUNE_CACHE[key] = np.flatnonzero(keep)
     return data.subset(torch.as_tensor(_PRUNE_CACHE[key]))
+
+
+def _corrected(ctx: FitContext, labels: np.ndarray, delta: np.ndarray, seed: int) -> np.ndarray:
+    """The ACT data's labels after progressive label correction: one cross-fitted
+    model per round, each on the labels the round before left (reviewed rows,
+    which hold human labels, are never changed)."""
+    fit = _fit_proba(ctx, seed)
+    folds = fold_assignment(labels.size, ctx.config.feedback_folds, seed)
+    for threshold in PLC_THRESHOLDS:
+        proba = cross_fitted_proba(labels, folds, fit)
+        labels = progressive_correction(labels, proba, delta, threshold)
+    return labels
 
 
 #: Feedback-loop reviews by (data, rounds, second critic, budget, seed): a row's grid

@@ -28,9 +28,11 @@ CriticSource = Literal["critic", "random", "blind", "oracle"]
 #: The feedback loop's second critic: a model of the reviewed items' human labels,
 #: or models cross-fitted on all labels known so far (machine where unreviewed).
 SecondCritic = Literal["reviewed", "act_data"]
-#: Dropping unreviewed rows before training: confident learning, or keeping only
-#: the rows whose machine label a model of the human labels agrees with.
-Cleaning = Literal["confident", "agree"]
+#: Cleaning unreviewed rows before training: dropping those confident learning
+#: flags, keeping only those whose machine label a model of the human labels
+#: agrees with, or relabelling the confidently contradicted ones (progressive
+#: label correction).
+Cleaning = Literal["confident", "agree", "plc"]
 #: Pseudo-labelling baselines (:mod:`services.experiments.pseudo`): human labels
 #: on a random subset, or spent by uncertainty in rounds.
 PseudoKind = Literal["random", "active"]
@@ -198,6 +200,14 @@ ACT_THRE_FEEDBACK_TRUST = Method(
     trust=True,
     candidate=True,
 )
+ACT_THRE_PLC = Method(
+    "act_thre_plc",
+    "ACT data, machine labels progressively corrected (PLC, cross-fitted) - ACT thre. loss",
+    LossKind.ACT,
+    Rule.THRESHOLD,
+    clean="plc",
+    candidate=True,
+)
 ACT_EXP_NONNEG = Method(
     "act_exp_nonneg",
     "ACT data - ACT exp. loss, non-negative machine part (nnPU)",
@@ -234,6 +244,7 @@ NEW_METHODS: tuple[Method, ...] = (
     ACT_EXP_NONNEG,
     ACT_THRE_TRUST,
     ACT_THRE_FEEDBACK_TRUST,
+    ACT_THRE_PLC,
 )
 METHODS_BY_KEY: dict[str, Method] = {
     m.key: m for m in (*TABLE3_METHODS, *BASELINE_METHODS, *NEW_METHODS)

@@ -39,6 +39,7 @@ EXTRA_ROWS = (
     "pseudo_labels",
     "active_pseudo_labels",
     "act_cdi",
+    "act_thre_plc",
 )
 
 

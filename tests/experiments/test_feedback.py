@@ -229,7 +229,7 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
     rows = ("random_subset", "act_random_critic", "act_oracle_critic", "act_thre_feedback",
             "act_exp_nonneg", "cl_machine_only", "cl_act_thre", "act_thre_agree",
             "act_thre_feedback_agree", "act_thre_trust", "act_thre_feedback_trust",
-            "pseudo_labels", "active_pseudo_labels", "act_cdi")  # fmt: skip
+            "pseudo_labels", "active_pseudo_labels", "act_cdi", "act_thre_plc")  # fmt: skip
     cfg = TableConfig(
         epochs=1,
         lambdas=(1.0,),
@@ -251,7 +251,8 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
     assert all(len(runs) == 2 for runs in by.values())
     for key in ("random_subset", "act_oracle_critic", "act_thre_feedback", "cl_act_thre",
                 "act_thre_agree", "act_thre_feedback_agree", "act_thre_trust",
-                "act_thre_feedback_trust", "pseudo_labels", "active_pseudo_labels"):  # fmt: skip
+                "act_thre_feedback_trust", "pseudo_labels", "active_pseudo_labels",
+                "act_thre_plc"):  # fmt: skip
         assert {r.reviewed for r in by[key]} == {b_items}  # pruning keeps reviewed rows
     # CDI draws independently (a Poisson design): B reviews in expectation.
     assert all(abs(r.reviewed - b_items) < 0.25 * b_items + 10 for r in by["act_cdi"])
