@@ -126,8 +126,20 @@ def markdown_table(result: TableResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The rows every row is compared with seed by seed (key, column name): the
+#: paper's losses and the baselines a budget must beat, the best of which on
+#: Fashion-MNIST uses no LLM label (active pseudo-labelling).
+PAIRED_REFERENCES = (
+    (ACT_THRE.key, "ACT thre."),
+    (ACT_EXP.key, "ACT exp."),
+    ("reviewed_only", "reviewed only"),
+    ("random_subset", "random subset"),
+    ("active_pseudo_labels", "active pseudo-labelling"),
+)
+
+
 def paired_section(result: TableResult) -> list[str]:
-    """The recommended row and every row's per-seed differences against ACT thre. and exp."""
+    """The recommended row and every row's per-seed differences against the references."""
     best = result.recommended()
     lines = [
         "",
@@ -145,16 +157,15 @@ def paired_section(result: TableResult) -> list[str]:
         "Per-seed test accuracy of the row minus the reference row (same seed, same"
         " budget), in points: mean, worst seed and seeds won.",
         "",
-        "| Method | vs ACT thre. | vs ACT exp. | vs reviewed only | vs random subset |",
-        "|---|---|---|---|---|",
+        "| Method | " + " | ".join(f"vs {name}" for _, name in PAIRED_REFERENCES) + " |",
+        "|---|" + "---|" * len(PAIRED_REFERENCES),
     ]
-    refs = (ACT_THRE.key, ACT_EXP.key, "reviewed_only", "random_subset")
     for method in result.methods:
-        if method.key in (HUMAN_ONLY.key, *refs):
+        if method.key == HUMAN_ONLY.key:
             continue
         cells = []
-        for ref in refs:
-            diffs = result.paired_differences(method.key, ref)
+        for ref, _ in PAIRED_REFERENCES:
+            diffs = [] if ref == method.key else result.paired_differences(method.key, ref)
             cells.append(
                 f"{sum(diffs) / len(diffs):+.2f} (min {min(diffs):+.2f}, "
                 f"{sum(d > 0 for d in diffs)}/{len(diffs)})"

@@ -173,11 +173,9 @@ class SecondCritic:
         model = self._model(task_id)
         if model is None:
             return None
-        from services.trainer.features import FeatureError
-
         try:
             model_eps = model.model_eps(critique)
-        except (FeatureError, ModelLoadError) as exc:
+        except Exception as exc:  # unreadable item, odd input: never fail the record for it
             SCORED.labels(outcome="unreadable").inc()
             log.warning(
                 "second_critic_skipped", task_id=task_id, fit_id=model.fit_id,

@@ -268,6 +268,13 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
     assert len(diffs) == 2
     text = write_report(result, tmp_path)["table"].read_text()
     assert "## Recommended method and paired differences" in text
+    paired = text.split("## Recommended method and paired differences")[1].splitlines()
+    header = next(line for line in paired if line.startswith("| Method | vs "))
+    assert header.endswith("| vs random subset | vs active pseudo-labelling |")
+    # Reference rows are compared too (with the others, never with themselves).
+    row = next(line for line in paired if line.startswith("| Reviewed items only"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert cells[2] == "n/a" and cells[0] != "n/a" and cells[4].endswith("/2)")
     assert "## At the budget + 10 points" in text
     assert summary["fashion_gap_human_act_thre_plus10"] == pytest.approx(
         result.mean("human_only") - result.mean("act_thre", plus)
