@@ -200,6 +200,8 @@ class FusionGain:
     fused_loss: float
     #: The same for stacking the first source alone (its Platt recalibration).
     first_loss: float
+    #: The first source as it is (no map fitted), on the same reviews.
+    raw_loss: float
     n_reviews: int
     folds: int
 
@@ -207,6 +209,11 @@ class FusionGain:
     def helps(self) -> bool:
         """Whether fusing beat the first source alone out of fold."""
         return self.fused_loss < self.first_loss
+
+    @property
+    def recalibrating_helps(self) -> bool:
+        """Whether the first source's Platt map beat the source as it is, out of fold."""
+        return self.first_loss < self.raw_loss
 
 
 def _weighted_log_loss(eps: FloatArray, y: FloatArray, w: FloatArray) -> float:
@@ -225,7 +232,8 @@ def fusion_gain(
     min_reviews: int = DEFAULT_MIN_REVIEWS,
     C: float = 1.0,
 ) -> FusionGain | None:
-    """Whether stacking all sources beats the first one alone, by cross-validation.
+    """Whether stacking all sources beats the first one alone, by cross-validation
+    (and whether recalibrating the first one beats it as it is).
 
     ``scores`` (n, k >= 2), ``error`` and ``pi`` as for :func:`fit_eps_fusion`.
     The reviews are split into ``folds`` stratified folds (seeded); each fold
@@ -257,6 +265,7 @@ def fusion_gain(
     return FusionGain(
         fused_loss=_weighted_log_loss(fused, y, w),
         first_loss=_weighted_log_loss(first, y, w),
+        raw_loss=_weighted_log_loss(s[:, 0], y, w),
         n_reviews=n,
         folds=folds,
     )

@@ -218,4 +218,9 @@ def describe_second_critic(metrics: Mapping[str, float]) -> str:
             f"{losses}{reviews} validation reviews)"
         )
     why = "no gain" if losses else "too few validation reviews of either outcome"
-    return f"feedback loop: off for now, {why} ({losses}{reviews} validation reviews)"
+    calibrated = (
+        "; the sampler uses the critic's eps recalibrated on them"
+        if metrics.get("second_critic_calibrates_critic")
+        else ""
+    )
+    return f"feedback loop: off for now, {why} ({losses}{reviews} validation reviews){calibrated}"

@@ -73,6 +73,8 @@ class Decided:
     #: probability; ``eps`` is then the fused eps. Empty / None: the critic alone.
     second_fit_id: str = ""
     second_eps: float | None = None
+    #: Without a second critic: the fit whose recalibration of the critic gave eps.
+    calibration_fit_id: str = ""
 
 
 def timestamp_now() -> Timestamp:
@@ -114,6 +116,8 @@ def _fill_decision(
         target.second_critic_fit_id = d.second_fit_id
     if d.second_eps is not None:
         target.second_critic_eps = d.second_eps
+    if d.calibration_fit_id:
+        target.calibration_fit_id = d.calibration_fit_id
     target.decided_at.CopyFrom(now)
 
 

@@ -9,8 +9,12 @@ such model and samples by the fused eps; the decision records the model's fit
 id, its error probability and the fused eps beside pi, so the ACT loss stays
 unbiased: pi is what was known when the item was decided.
 
-A model that cannot be loaded (a hash mismatch, weights of another network)
-and an item the model cannot read leave the critic's eps in charge; both are
+When the model is not worth using but the critic's own recalibration on the
+same reviews beat its raw eps (``calibrate_critic``), the sampler samples by
+the recalibrated eps instead: the exponential and normalization rules use the
+size of eps. A model that cannot be loaded (a hash mismatch, weights of
+another network) and an item the model cannot read leave the critic's eps in
+charge (recalibrated where that helps); both are
 counted (``act_sampler_second_critic_total``) and logged without content.
 torch is imported only when a model is first loaded, so a sampler without
 published models never loads it.
@@ -38,8 +42,9 @@ SecondCriticMode = Literal["auto", "off"]
 
 SCORED = Counter(
     "act_sampler_second_critic_total",
-    "Streamed items by what the second critic did: used (fused eps), unreadable "
-    "(the model could not read the item), unusable (the model could not be loaded).",
+    "Streamed items by what the second critic did: used (fused eps), calibrated (the "
+    "critic's eps recalibrated, no model), unreadable (the model could not read the item), "
+    "unusable (the model or calibration could not be loaded).",
     ["outcome"],
 )
 
@@ -78,8 +83,8 @@ class ModelLoadError(ValueError):
 class Opinion:
     """The second critic's view of one item."""
 
-    eps: float  # the fused eps the rule uses
-    model_eps: float  # 1 - p_model(machine label)
+    eps: float  # the eps the rule uses: fused, or the critic's recalibrated
+    model_eps: float | None  # 1 - p_model(machine label); None: recalibrated only
     fit_id: str
 
 
@@ -144,17 +149,17 @@ def load_model(published: training_pb2.PublishedModel) -> LoadedModel:
 
 
 class SecondCritic:
-    """Fuses each streamed critique's eps with the task's latest usable model."""
+    """Fuses each streamed critique's eps with the task's latest usable model, or
+    recalibrates it alone when the model is not used but the recalibration helps."""
 
     def __init__(self, source: ModelSource) -> None:
         self.source = source
         #: Per task: the fit id last seen and its loaded model (None: unusable).
         self._loaded: dict[str, tuple[str, LoadedModel | None]] = {}
+        #: Per task: the fit id last seen and its critic calibration map.
+        self._calibrations: dict[str, tuple[str, EpsFusion | None]] = {}
 
-    def _model(self, task_id: str) -> LoadedModel | None:
-        published = self.source.current(task_id)
-        if published is None or not published.use_as_critic:
-            return None
+    def _model(self, task_id: str, published: training_pb2.PublishedModel) -> LoadedModel | None:
         cached = self._loaded.get(task_id)
         if cached is not None and cached[0] == published.fit_id:
             return cached[1]
@@ -168,20 +173,52 @@ class SecondCritic:
         self._loaded[task_id] = (published.fit_id, loaded)
         return loaded
 
-    def opinion(self, task_id: str, critique: critique_pb2.Critique, eps: float) -> Opinion | None:
-        """The fused eps of a critique, or None when no usable model scores it."""
-        model = self._model(task_id)
-        if model is None:
-            return None
+    def _calibration(
+        self, task_id: str, published: training_pb2.PublishedModel
+    ) -> EpsFusion | None:
+        cached = self._calibrations.get(task_id)
+        if cached is not None and cached[0] == published.fit_id:
+            return cached[1]
+        cal = published.critic_calibration
+        calibration: EpsFusion | None = None
         try:
-            model_eps = model.model_eps(critique)
-        except Exception as exc:  # unreadable item, odd input: never fail the record for it
-            SCORED.labels(outcome="unreadable").inc()
-            log.warning(
-                "second_critic_skipped", task_id=task_id, fit_id=model.fit_id,
-                item_id=critique.annotation.item.item_id, error=type(exc).__name__,
+            calibration = EpsFusion(
+                coef=tuple(cal.coef), intercept=cal.intercept, n_reviews=cal.n_reviews,
+                method=cal.method,
             )  # fmt: skip
+            if len(calibration.coef) != 1:
+                raise ValueError(f"{len(calibration.coef)} sources, not 1")
+        except ValueError as exc:
+            calibration = None
+            SCORED.labels(outcome="unusable").inc()
+            log.warning("critic_calibration_unusable", task_id=task_id, error=str(exc))
+        self._calibrations[task_id] = (published.fit_id, calibration)
+        return calibration
+
+    def opinion(self, task_id: str, critique: critique_pb2.Critique, eps: float) -> Opinion | None:
+        """The eps to sample by (fused, or recalibrated), or None: the critic's own."""
+        published = self.source.current(task_id)
+        if published is None:
             return None
-        fused = float(model.fusion(np.array([[eps, model_eps]]))[0])
-        SCORED.labels(outcome="used").inc()
-        return Opinion(eps=fused, model_eps=model_eps, fit_id=model.fit_id)
+        if published.use_as_critic:
+            model = self._model(task_id, published)
+            if model is not None:
+                try:
+                    model_eps = model.model_eps(critique)
+                except Exception as exc:  # unreadable item, odd input: never fail the record
+                    SCORED.labels(outcome="unreadable").inc()
+                    log.warning(
+                        "second_critic_skipped", task_id=task_id, fit_id=model.fit_id,
+                        item_id=critique.annotation.item.item_id, error=type(exc).__name__,
+                    )  # fmt: skip
+                else:
+                    fused = float(model.fusion(np.array([[eps, model_eps]]))[0])
+                    SCORED.labels(outcome="used").inc()
+                    return Opinion(eps=fused, model_eps=model_eps, fit_id=model.fit_id)
+        if published.calibrate_critic:
+            calibration = self._calibration(task_id, published)
+            if calibration is not None:
+                SCORED.labels(outcome="calibrated").inc()
+                value = float(calibration(np.array([[eps]]))[0])
+                return Opinion(eps=value, model_eps=None, fit_id=published.fit_id)
+        return None

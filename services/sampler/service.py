@@ -333,9 +333,11 @@ class SamplerStage(HookedStage[critique_pb2.Critique]):
             pi_min=cfg.pi_min, seed=cfg.seed, window_id=d.window_id, alpha=d.alpha,
             beta=d.beta, tau=d.tau,
         )  # fmt: skip
-        if opinion is not None:
+        if opinion is not None and opinion.model_eps is not None:
             decided.second_fit_id = opinion.fit_id
             decided.second_eps = opinion.model_eps
+        elif opinion is not None:
+            decided.calibration_fit_id = opinion.fit_id
         headers = {"act-sampler-forced": d.forced} if d.forced else {}
         outputs = decision_outputs(envelope.message, task, decided, headers, timestamp_now())
         part.record(offset, task_id, state, outputs)

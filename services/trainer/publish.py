@@ -15,6 +15,9 @@ is worth using is decided on the same items, out of fold
 (:func:`~services.core.fusion.fusion_gain`): ``use_as_critic`` only when the
 fused eps has a lower cross-validated log loss than the critic's eps
 recalibrated alone, and the model's error probability raises the fused eps.
+The critic's own recalibration (Platt scaling on the same reviews) goes with
+it, marked ``calibrate_critic`` when it beat the raw eps out of fold: the
+sampler uses it when the model is not used.
 """
 
 from __future__ import annotations
@@ -103,6 +106,11 @@ def build_published_model(
         else:
             metrics["fusion_cv_log_loss"] = gain.fused_loss
             metrics["critic_cv_log_loss"] = gain.first_loss
+            metrics["raw_critic_log_loss"] = gain.raw_loss
+            calibration = fit_eps_fusion(scores[:, :1], error, pi)
+            if gain.recalibrating_helps and calibration.method == "stacking":
+                published.critic_calibration.CopyFrom(fusion_map(calibration))
+                published.calibrate_critic = True
             if not gain.helps:
                 reason = "the fusion did not beat the critic alone on validation"
             elif fusion.method != "stacking" or fusion.coef[1] <= 0:
@@ -114,6 +122,7 @@ def build_published_model(
     published.use_as_critic = not reason
     published.reason = reason
     metrics["used"] = float(published.use_as_critic)
+    metrics["calibrates_critic"] = float(published.calibrate_critic)
     published.metrics.update(metrics)
     return published
 

@@ -202,3 +202,18 @@ def test_fusion_gain_needs_enough_reviews_of_both_outcomes() -> None:
         fusion_gain(scores[:, :1], np.arange(100) % 2 == 0)
     with pytest.raises(ValueError, match="folds"):
         fusion_gain(scores, np.arange(100) % 2 == 0, folds=1)
+
+
+def test_fusion_gain_says_when_recalibrating_the_critic_alone_helps() -> None:
+    # _draw's critic is not calibrated (its logit is 2 error - 2.5 plus noise): a
+    # Platt map fitted out of fold beats its raw eps; once calibrated, nothing is left.
+    rng = np.random.default_rng(300)
+    scores, error, pi = _reviews(rng, 4_000, second_signal=1.5)
+    gain = fusion_gain(scores, error, pi)
+    assert gain is not None and gain.recalibrating_helps
+    calibrated = np.column_stack(
+        [fit_eps_fusion(scores[:, :1], error, pi)(scores[:, :1]), scores[:, 1]]
+    )
+    again = fusion_gain(calibrated, error, pi)
+    assert again is not None and again.raw_loss < gain.raw_loss
+    assert again.first_loss >= again.raw_loss - 0.005  # nothing left to fix

@@ -96,6 +96,11 @@ def test_the_feedback_line_says_whether_the_sampler_uses_the_model_and_why() -> 
     assert "90 validation reviews" in on
     no_gain = describe_second_critic({**base, **losses, "second_critic_used": 0.0})
     assert no_gain.startswith("feedback loop: off for now, no gain")
+    assert "recalibrated" not in no_gain
+    recalibrated = describe_second_critic(
+        {**base, **losses, "second_critic_used": 0.0, "second_critic_calibrates_critic": 1.0}
+    )
+    assert recalibrated.endswith("the sampler uses the critic's eps recalibrated on them")
     few = describe_second_critic({**base, "second_critic_used": 0.0})
     assert "too few validation reviews" in few
     assert describe_second_critic({"val_accuracy": 0.9}).endswith("not published")

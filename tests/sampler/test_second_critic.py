@@ -124,6 +124,30 @@ async def test_without_a_usable_model_the_critic_alone_decides() -> None:
     assert unreadable._value.get() == before[1] + 1
 
 
+async def test_a_model_not_used_can_still_recalibrate_the_critic() -> None:
+    published = _published(use=False)
+    published.calibrate_critic = True
+    published.critic_calibration.CopyFrom(
+        training_pb2.EpsFusionMap(method="stacking", coef=[2.0], intercept=-1.0, n_reviews=80)
+    )
+    calibrated = SCORED.labels(outcome="calibrated")
+    before = calibrated._value.get()
+    stage = _stage(SecondCritic(StaticModelSource(published)))
+    out = await StageHarness(stage).process(_image_critique("z", 0.3, label=3))
+    d = decision_of(out)
+    assert d.eps == pytest.approx(float(sigmoid(2.0 * logit(0.3) - 1.0)), rel=1e-6)
+    assert d.calibration_fit_id == "fit-7" and d.second_critic_fit_id == ""
+    assert not d.HasField("second_critic_eps") and d.critique.eps == pytest.approx(0.3)
+    assert calibrated._value.get() == before + 1
+    # A model in use takes precedence: the fusion already calibrates.
+    published.use_as_critic = True
+    out = await StageHarness(_stage(SecondCritic(StaticModelSource(published)))).process(
+        _image_critique("y", 0.3, label=3)
+    )
+    assert decision_of(out).second_critic_fit_id == "fit-7"
+    assert decision_of(out).calibration_fit_id == ""
+
+
 def test_published_weights_must_match_their_network() -> None:
     published = _published()
     load_model(published)  # loads

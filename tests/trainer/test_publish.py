@@ -72,6 +72,11 @@ def test_a_model_that_sees_the_errors_is_published_as_a_critic() -> None:
     assert m["fusion_reviews"] == 800 and m["used"] == 1.0
     assert published.fusion.method == "stacking" and published.fusion.coef[1] > 0.5
     assert status_metrics(published)["second_critic_used"] == 1.0
+    # The critic's eps (logit 1.5 error - 1.5 plus noise) is not calibrated: its
+    # own Platt map beats it out of fold and goes with the model.
+    assert m["critic_cv_log_loss"] < m["raw_critic_log_loss"]
+    assert published.calibrate_critic and len(published.critic_calibration.coef) == 1
+    assert m["calibrates_critic"] == 1.0
 
 
 def test_a_model_that_learnt_nothing_is_published_but_not_used() -> None:

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SamplingDecision(_message.Message):
-    __slots__ = ("critique", "delta", "pi", "eps", "rule", "mode", "alpha", "beta", "tau", "budget_fraction", "pi_min", "seed", "draw", "window_id", "decided_at", "second_critic_fit_id", "second_critic_eps")
+    __slots__ = ("critique", "delta", "pi", "eps", "rule", "mode", "alpha", "beta", "tau", "budget_fraction", "pi_min", "seed", "draw", "window_id", "decided_at", "second_critic_fit_id", "second_critic_eps", "calibration_fit_id")
     CRITIQUE_FIELD_NUMBER: _ClassVar[int]
     DELTA_FIELD_NUMBER: _ClassVar[int]
     PI_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class SamplingDecision(_message.Message):
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     SECOND_CRITIC_FIT_ID_FIELD_NUMBER: _ClassVar[int]
     SECOND_CRITIC_EPS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIT_ID_FIELD_NUMBER: _ClassVar[int]
     critique: _critique_pb2.Critique
     delta: bool
     pi: float
@@ -47,7 +48,8 @@ class SamplingDecision(_message.Message):
     decided_at: _timestamp_pb2.Timestamp
     second_critic_fit_id: str
     second_critic_eps: float
-    def __init__(self, critique: _Optional[_Union[_critique_pb2.Critique, _Mapping]] = ..., delta: _Optional[bool] = ..., pi: _Optional[float] = ..., eps: _Optional[float] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., mode: _Optional[_Union[_common_pb2.SamplingMode, str]] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., tau: _Optional[float] = ..., budget_fraction: _Optional[float] = ..., pi_min: _Optional[float] = ..., seed: _Optional[int] = ..., draw: _Optional[float] = ..., window_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., second_critic_fit_id: _Optional[str] = ..., second_critic_eps: _Optional[float] = ...) -> None: ...
+    calibration_fit_id: str
+    def __init__(self, critique: _Optional[_Union[_critique_pb2.Critique, _Mapping]] = ..., delta: _Optional[bool] = ..., pi: _Optional[float] = ..., eps: _Optional[float] = ..., rule: _Optional[_Union[_common_pb2.SamplingRule, str]] = ..., mode: _Optional[_Union[_common_pb2.SamplingMode, str]] = ..., alpha: _Optional[float] = ..., beta: _Optional[float] = ..., tau: _Optional[float] = ..., budget_fraction: _Optional[float] = ..., pi_min: _Optional[float] = ..., seed: _Optional[int] = ..., draw: _Optional[float] = ..., window_id: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., second_critic_fit_id: _Optional[str] = ..., second_critic_eps: _Optional[float] = ..., calibration_fit_id: _Optional[str] = ...) -> None: ...
 
 class SamplerState(_message.Message):
     __slots__ = ("task_id", "partition", "quantile_sketch", "seen", "selected", "window_seen", "window_selected", "window_id", "batch_counts", "updated_at", "committed_offset", "batch_member")

@@ -242,7 +242,7 @@ class EpsFusionMap(_message.Message):
     def __init__(self, method: _Optional[str] = ..., coef: _Optional[_Iterable[float]] = ..., intercept: _Optional[float] = ..., n_reviews: _Optional[int] = ...) -> None: ...
 
 class PublishedModel(_message.Message):
-    __slots__ = ("task_id", "fit_id", "model", "params", "num_classes", "weights", "weights_sha256", "fusion", "use_as_critic", "reason", "metrics", "published_at")
+    __slots__ = ("task_id", "fit_id", "model", "params", "num_classes", "weights", "weights_sha256", "fusion", "use_as_critic", "reason", "metrics", "published_at", "critic_calibration", "calibrate_critic")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -269,6 +269,8 @@ class PublishedModel(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    CRITIC_CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATE_CRITIC_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     fit_id: str
     model: str
@@ -281,4 +283,6 @@ class PublishedModel(_message.Message):
     reason: str
     metrics: _containers.ScalarMap[str, float]
     published_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., fit_id: _Optional[str] = ..., model: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., num_classes: _Optional[int] = ..., weights: _Optional[bytes] = ..., weights_sha256: _Optional[str] = ..., fusion: _Optional[_Union[EpsFusionMap, _Mapping]] = ..., use_as_critic: _Optional[bool] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    critic_calibration: EpsFusionMap
+    calibrate_critic: bool
+    def __init__(self, task_id: _Optional[str] = ..., fit_id: _Optional[str] = ..., model: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., num_classes: _Optional[int] = ..., weights: _Optional[bytes] = ..., weights_sha256: _Optional[str] = ..., fusion: _Optional[_Union[EpsFusionMap, _Mapping]] = ..., use_as_critic: _Optional[bool] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., critic_calibration: _Optional[_Union[EpsFusionMap, _Mapping]] = ..., calibrate_critic: _Optional[bool] = ...) -> None: ...
