@@ -37,7 +37,6 @@ BENCH_KEYS = (
     "gap_human_pseudo_labels",
     "gap_human_active_pseudo_labels",
     "gap_human_act_cdi",
-    "gap_human_act_thre_plc",
     # The row chosen on validation accuracy among those a user can run.
     "gap_human_act_best",
     "budget",

@@ -132,6 +132,12 @@ def _act_dataset(
     return _cleaned(ctx, data, seed, method), reviews
 
 
+def _min_pi(data: ActDataset) -> float:
+    """The smallest review probability of a reviewed row (1.0 when none is reviewed)."""
+    reviewed = data.pi[data.delta]
+    return float(reviewed.min()) if reviewed.numel() else 1.0
+
+
 def _trust(method: Method, eps: np.ndarray) -> np.ndarray | None:
     """``1 - eps`` for a method that weights machine labels by it, else None."""
     return trust_from_eps(eps) if method.trust else None
@@ -297,7 +303,7 @@ def _run_job(ctx: FitContext, job: FitJob) -> tuple[MethodRun, Candidate, float]
         power_lambda=cand.power_lambda if method.is_act_loss else 1.0,
         beta=beta if method.rule is Rule.EXPONENTIAL else None,
         reviewed=int(data.reviewed) if not method.review_all else len(data),
-        min_pi_reviewed=reviews.min_pi_reviewed if reviews is not None else 1.0,
+        min_pi_reviewed=reviews.min_pi_reviewed if reviews is not None else _min_pi(data),
         seconds=time.perf_counter() - started,
         searched=job.search,
     )

@@ -41,6 +41,10 @@ EXTRA_ROWS = (
     "act_cdi",
     "act_thre_plc",
 )
+#: Rows too slow for the bench's four minutes per data set: progressive label
+#: correction trains two cross-fitted models (ten fits) per seed.
+REPORT_ONLY_ROWS = ("act_thre_plc",)
+BENCH_ROWS = tuple(r for r in EXTRA_ROWS if r not in REPORT_ONLY_ROWS)
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,14 @@ PRESETS: dict[str, dict[str, Preset]] = {
             n_train=6000,
             n_test=5000,
             config=TableConfig(
-                epochs=4, lambdas=(0.6, 0.8, 1.0), workers=2, extra_methods=EXTRA_ROWS
+                epochs=4, lambdas=(0.6, 0.8, 1.0), workers=2, extra_methods=BENCH_ROWS
             ),
         ),
         "spam": Preset(
             seeds=5,
             n_train=None,
             n_test=None,
-            config=TableConfig(lambdas=(0.6, 0.8, 1.0), extra_methods=EXTRA_ROWS),
+            config=TableConfig(lambdas=(0.6, 0.8, 1.0), extra_methods=BENCH_ROWS),
         ),
     },
     "report": {

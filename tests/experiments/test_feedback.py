@@ -256,6 +256,8 @@ def test_table_with_the_baselines_and_the_feedback_loop(tmp_path: Path) -> None:
         assert {r.reviewed for r in by[key]} == {b_items}  # pruning keeps reviewed rows
     # CDI draws independently (a Poisson design): B reviews in expectation.
     assert all(abs(r.reviewed - b_items) < 0.25 * b_items + 10 for r in by["act_cdi"])
+    # Its burn-in and uniform share review some items with a small pi, and say so.
+    assert all(0.0 < r.min_pi_reviewed < 0.5 for r in by["act_cdi"])
     summary = result.summary()
     for key in rows:
         assert np.isfinite(summary[f"fashion_gap_human_{key}"])
