@@ -116,6 +116,24 @@ class LoadedModel:
         return float(1.0 - probs[label].item())
 
 
+def fusion_of(message: training_pb2.EpsFusionMap, sources: int, fit_id: str) -> EpsFusion:
+    """A published fusion map of ``sources`` inputs (ModelLoadError when it is not one)."""
+    try:
+        fusion = EpsFusion.from_dict(
+            {
+                "method": message.method,
+                "coef": list(message.coef),
+                "intercept": message.intercept,
+                "n_reviews": message.n_reviews,
+            }
+        )
+    except ValueError as exc:  # unknown method, no coefficients
+        raise ModelLoadError(f"fit {fit_id}: {exc}") from exc
+    if len(fusion.coef) != sources:
+        raise ModelLoadError(f"fit {fit_id}: the map has {len(fusion.coef)} sources, not {sources}")
+    return fusion
+
+
 def load_model(published: training_pb2.PublishedModel) -> LoadedModel:
     """Verify and load a published model (weights only: no code is unpickled)."""
     fit_id = published.fit_id
@@ -129,14 +147,7 @@ def load_model(published: training_pb2.PublishedModel) -> LoadedModel:
         raise ModelLoadError(f"fit {fit_id}: no weights published")
     if hashlib.sha256(published.weights).hexdigest() != published.weights_sha256:
         raise ModelLoadError(f"fit {fit_id}: weights do not match their SHA-256")
-    fusion = EpsFusion(
-        coef=tuple(published.fusion.coef),
-        intercept=published.fusion.intercept,
-        n_reviews=published.fusion.n_reviews,
-        method=published.fusion.method,
-    )
-    if len(fusion.coef) != 2:
-        raise ModelLoadError(f"fit {fit_id}: the fusion has {len(fusion.coef)} sources, not 2")
+    fusion = fusion_of(published.fusion, 2, fit_id)
     try:
         spec = network_spec(published.model)
         network = build_network(spec.name, published.num_classes, dict(published.params))
@@ -179,17 +190,10 @@ class SecondCritic:
         cached = self._calibrations.get(task_id)
         if cached is not None and cached[0] == published.fit_id:
             return cached[1]
-        cal = published.critic_calibration
         calibration: EpsFusion | None = None
         try:
-            calibration = EpsFusion(
-                coef=tuple(cal.coef), intercept=cal.intercept, n_reviews=cal.n_reviews,
-                method=cal.method,
-            )  # fmt: skip
-            if len(calibration.coef) != 1:
-                raise ValueError(f"{len(calibration.coef)} sources, not 1")
-        except ValueError as exc:
-            calibration = None
+            calibration = fusion_of(published.critic_calibration, 1, published.fit_id)
+        except ModelLoadError as exc:
             SCORED.labels(outcome="unusable").inc()
             log.warning("critic_calibration_unusable", task_id=task_id, error=str(exc))
         self._calibrations[task_id] = (published.fit_id, calibration)

@@ -19,7 +19,8 @@ import structlog
 import torch
 from act.v1 import common_pb2, training_pb2
 
-from services.core.recalibration import EpsCalibration, fit_eps_calibration
+from services.core.calibration import review_calibration
+from services.core.recalibration import EpsCalibration
 from services.trainer.data import ActDataset, LabelledSet
 from services.trainer.features import FeatureError, prepare_inputs
 from services.trainer.fit import TrainConfig
@@ -181,12 +182,12 @@ def prepare_data(
     train_idx = torch.from_numpy(np.flatnonzero(~val_mask))
     eps = np.array([r.eps for r in kept], dtype=np.float64)
     reviewed = delta & (human >= 0) & (pi > 0)
-    calibration, error_rate = None, float("nan")
-    if reviewed.any():
-        error = (human != machine)[reviewed]
-        calibration = fit_eps_calibration(np.clip(eps[reviewed], 0, 1), error, pi[reviewed])
-        weights = 1.0 / pi[reviewed]
-        error_rate = float((weights * error).sum() / weights.sum())
+    # What the reviews say about the critic: the gateway's statistics compute the same.
+    summary = review_calibration(
+        eps[reviewed].tolist(), (human != machine)[reviewed].tolist(), pi[reviewed].tolist()
+    )
+    calibration = None if summary is None else summary.recalibration
+    error_rate = float("nan") if summary is None else summary.machine_error_rate
     trust = None
     if config.machine_label_weighting == training_pb2.MACHINE_LABEL_WEIGHTING_CALIBRATED_EPS:
         clipped = np.clip(eps, 0, 1)

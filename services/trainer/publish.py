@@ -49,12 +49,7 @@ def weights_bytes(model: torch.nn.Module) -> bytes:
 
 def fusion_map(fusion: EpsFusion) -> training_pb2.EpsFusionMap:
     """An :class:`EpsFusion` as its protobuf message."""
-    return training_pb2.EpsFusionMap(
-        method=fusion.method,
-        coef=list(fusion.coef),
-        intercept=fusion.intercept,
-        n_reviews=fusion.n_reviews,
-    )
+    return training_pb2.EpsFusionMap(**fusion.to_dict())
 
 
 def validation_scores(
